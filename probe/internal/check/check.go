@@ -74,7 +74,7 @@ type Result struct {
 	Status   Status         `json:"status"`
 	Value    string         `json:"value"`
 	Message  string         `json:"message"`
-	Latency  time.Duration  `json:"latency_ns"`
+	Latency  time.Duration  `json:"-"`
 	Observed map[string]any `json:"observed,omitempty"`
 	At       time.Time      `json:"at"`
 }
