@@ -1,0 +1,601 @@
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// DefaultDockerHost is the engine address used when DOCKER_HOST is unset.
+const DefaultDockerHost = "unix:///var/run/docker.sock"
+
+// Labels put on every test image and container, so leftovers can be found.
+const (
+	LabelTest       = "backstop.test"
+	LabelSourceHash = "backstop.test.source-hash"
+)
+
+// imageBuilderVersion is part of every image hash: bump it when the way
+// images are built (Dockerfile, build flags) changes.
+const imageBuilderVersion = "1"
+
+const dockerHint = "run `make deps` (scripts/deps.sh) to install and start dockerd"
+
+// DockerEnv is a connection to the real Docker engine for one test. Its
+// helpers fail the test (t.Fatal) on any engine error.
+type DockerEnv struct {
+	// Client is the Engine API client; the API version is negotiated with
+	// the engine (1.41 for Docker 20.10).
+	Client *client.Client
+	// Host is the engine address, e.g. unix:///var/run/docker.sock.
+	Host string
+}
+
+// Docker connects to the engine at DOCKER_HOST (default
+// unix:///var/run/docker.sock) and pings it. An absent or silent engine goes
+// through Need: the test fails in CI and is skipped elsewhere. The client is
+// closed when the test ends.
+func Docker(t testing.TB) *DockerEnv {
+	t.Helper()
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = DefaultDockerHost
+	}
+	c, err := client.New(client.FromEnv)
+	if err != nil {
+		Need(t, "Docker engine", fmt.Errorf("docker client for %s: %w", host, err), dockerHint)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		c.Close()
+		Need(t, "Docker engine", fmt.Errorf("ping %s: %w", host, err), dockerHint)
+		return nil
+	}
+	t.Cleanup(func() { c.Close() })
+	return &DockerEnv{Client: c, Host: host}
+}
+
+// images caches, per test process, the image refs already built or found.
+var images = struct {
+	sync.Mutex
+	refs map[string]string // host + "\x00" + name -> ref
+}{refs: map[string]string{}}
+
+// Image returns the ref (backstop-test/<name>:<hash>) of a FROM-scratch
+// image holding the Go program in shared/testenv/images/<name>/, built with
+// CGO_ENABLED=0 and run as /<name> (its ENTRYPOINT). The hash covers the
+// program's source files, the Go version and the build recipe; an image
+// already on the engine with that hash label is reused, so only a changed
+// program is rebuilt, and each test process builds an image at most once.
+// The programs must be self-contained (standard library only): sources
+// outside their directory are not part of the hash.
+func (d *DockerEnv) Image(t testing.TB, name string) string {
+	t.Helper()
+	key := d.Host + "\x00" + name
+	images.Lock()
+	defer images.Unlock()
+	if ref, ok := images.refs[key]; ok {
+		return ref
+	}
+	src, err := imageSourceDir(name)
+	if err != nil {
+		t.Fatalf("test image %s: %v", name, err)
+	}
+	hash, err := sourceHash(src)
+	if err != nil {
+		t.Fatalf("test image %s: %v", name, err)
+	}
+	ref := "backstop-test/" + name + ":" + hash
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	if ok, err := d.imageHasHash(ctx, ref, hash); err != nil {
+		t.Fatalf("test image %s: %v", name, err)
+	} else if !ok {
+		if err := d.buildImage(ctx, t.TempDir(), name, src, ref, hash); err != nil {
+			t.Fatalf("test image %s: %v", name, err)
+		}
+		if ok, err := d.imageHasHash(ctx, ref, hash); err != nil || !ok {
+			t.Fatalf("test image %s: built %s but the engine does not show it with label %s=%s (err %v)", name, ref, LabelSourceHash, hash, err)
+		}
+	}
+	images.refs[key] = ref
+	return ref
+}
+
+// imageSourceDir finds shared/testenv/images/<name>: beside this file when
+// the build kept source paths, else from the module root above the working
+// directory.
+func imageSourceDir(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+		return "", fmt.Errorf("bad image name %q", name)
+	}
+	var dirs []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		dirs = append(dirs, filepath.Join(filepath.Dir(file), "images"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				dirs = append(dirs, filepath.Join(dir, "shared", "testenv", "images"))
+				break
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no program for it: looked in %s", strings.Join(dirs, ", "))
+}
+
+// sourceHash hashes every regular file under dir (path and content), the
+// Go version and the build recipe version; 12 hex digits.
+func sourceHash(dir string) (string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash sources in %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	h := sha256.New()
+	fmt.Fprintf(h, "builder %s\x00go %s %s\x00", imageBuilderVersion, runtime.Version(), runtime.GOARCH)
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("hash sources: %w", err)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(rel), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+func (d *DockerEnv) imageHasHash(ctx context.Context, ref, hash string) (bool, error) {
+	img, err := d.Client.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return img.Config != nil && img.Config.Labels[LabelSourceHash] == hash, nil
+}
+
+// buildImage compiles the program and sends a two-file build context
+// (Dockerfile, binary) to the engine's ImageBuild API.
+func (d *DockerEnv) buildImage(ctx context.Context, tmp, name, src, ref, hash string) error {
+	bin := filepath.Join(tmp, name)
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", src, err, out)
+	}
+	binData, err := os.ReadFile(bin)
+	if err != nil {
+		return fmt.Errorf("read built binary: %w", err)
+	}
+	dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", name, name, name)
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {name, 0o755, binData}} {
+		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("build context: %w", err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return fmt.Errorf("build context: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("build context: %w", err)
+	}
+
+	res, err := d.Client.ImageBuild(ctx, &buf, client.ImageBuildOptions{
+		Tags:        []string{ref},
+		Remove:      true,
+		ForceRemove: true,
+		Labels:      map[string]string{LabelTest: "1", LabelSourceHash: hash},
+	})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", ref, err)
+	}
+	defer res.Body.Close()
+	// The answer is a stream of JSON messages; a failed step is reported in
+	// it, not through the HTTP status.
+	var log strings.Builder
+	dec := json.NewDecoder(res.Body)
+	for {
+		var m struct {
+			Stream      string `json:"stream"`
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("build image %s: read engine output: %w", ref, err)
+		}
+		log.WriteString(m.Stream)
+		if m.Error != "" {
+			return fmt.Errorf("build image %s: %s\n%s", ref, m.Error, log.String())
+		}
+	}
+	return nil
+}
+
+// Healthcheck is a container healthcheck run by the engine. Zero fields get
+// test-friendly defaults (not Docker's 30 s ones).
+type Healthcheck struct {
+	// Cmd is executed in the container without a shell (Docker's CMD
+	// form), e.g. {"/webapp", "-healthcheck", "http://127.0.0.1:3000/up"}.
+	Cmd         []string
+	Interval    time.Duration // between checks; default 300ms
+	Timeout     time.Duration // for one check; default 5s
+	StartPeriod time.Duration // failures not counted; default 0
+	Retries     int           // consecutive failures before unhealthy; default 1
+}
+
+// RunOpts says which container Run starts.
+type RunOpts struct {
+	Image string // required: a ref, usually from DockerEnv.Image
+	// Name is the exact container name. When empty the name is
+	// NamePrefix (default "backstop-test-") followed by 10 random hex
+	// digits, e.g. NamePrefix "psyfit-web-" gives psyfit-web-3f9a0c21be.
+	Name       string
+	NamePrefix string
+	Cmd        []string // arguments to the image's entrypoint
+	Env        []string // KEY=VALUE
+	Labels     map[string]string
+	Health     *Healthcheck
+	// Restart is the restart policy: "" or "no", "always",
+	// "unless-stopped", "on-failure" (with MaxRetries).
+	Restart    string
+	MaxRetries int
+	// NoStart only creates the container (state "created").
+	NoStart bool
+}
+
+// Container is a container started by Run. It is removed (forced, with its
+// volumes) when the test ends.
+type Container struct {
+	ID    string
+	Name  string
+	Image string
+	// IP is the container's address on the default bridge network, read
+	// right after start; empty when it was not running then.
+	IP string
+
+	d *DockerEnv
+}
+
+// Run creates and starts a container and registers its forced removal
+// with t.Cleanup. When the test fails, the container's last log lines are
+// logged first.
+func (d *DockerEnv) Run(t testing.TB, opts RunOpts) *Container {
+	t.Helper()
+	if opts.Image == "" {
+		t.Fatalf("docker run: RunOpts.Image is empty")
+	}
+	name := opts.Name
+	if name == "" {
+		prefix := opts.NamePrefix
+		if prefix == "" {
+			prefix = "backstop-test-"
+		}
+		name = prefix + randomHex(5)
+	}
+	labels := map[string]string{LabelTest: "1"}
+	for k, v := range opts.Labels {
+		labels[k] = v
+	}
+	cfg := &container.Config{Image: opts.Image, Cmd: opts.Cmd, Env: opts.Env, Labels: labels}
+	if h := opts.Health; h != nil {
+		hc := &container.HealthConfig{
+			Test:        append([]string{"CMD"}, h.Cmd...),
+			Interval:    orDuration(h.Interval, 300*time.Millisecond),
+			Timeout:     orDuration(h.Timeout, 5*time.Second),
+			StartPeriod: h.StartPeriod,
+			Retries:     h.Retries,
+		}
+		if hc.Retries == 0 {
+			hc.Retries = 1
+		}
+		cfg.Healthcheck = hc
+	}
+	hostCfg := &container.HostConfig{}
+	if opts.Restart != "" {
+		hostCfg.RestartPolicy = container.RestartPolicy{
+			Name:              container.RestartPolicyMode(opts.Restart),
+			MaximumRetryCount: opts.MaxRetries,
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	created, err := d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: hostCfg})
+	if err != nil {
+		t.Fatalf("create container %s from %s: %v", name, opts.Image, err)
+	}
+	c := &Container{ID: created.ID, Name: name, Image: opts.Image, d: d}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if t.Failed() {
+			if logs, err := c.logs(ctx); err == nil && logs != "" {
+				t.Logf("container %s logs (tail):\n%s", c.Name, logs)
+			}
+		}
+		_, err := d.Client.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("remove container %s: %v", c.Name, err)
+		}
+	})
+	if opts.NoStart {
+		return c
+	}
+	c.Start(t)
+	return c
+}
+
+// Start starts the container (again) and refreshes IP.
+func (c *Container) Start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := c.d.Client.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatalf("start container %s: %v", c.Name, err)
+	}
+	c.IP = bridgeIP(c.Inspect(t))
+}
+
+// Stop stops the container (SIGTERM, SIGKILL after 5 s) and returns when it
+// is no longer running. A restart policy does not bring it back.
+func (c *Container) Stop(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	timeout := 5
+	if _, err := c.d.Client.ContainerStop(ctx, c.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+		t.Fatalf("stop container %s: %v", c.Name, err)
+	}
+}
+
+// Inspect returns the engine's current view of the container.
+func (c *Container) Inspect(t testing.TB) container.InspectResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	res, err := c.d.Client.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatalf("inspect container %s: %v", c.Name, err)
+	}
+	return res.Container
+}
+
+// WaitFor polls the container every 100ms until cond holds and returns
+// that view; after timeout (default 30s) it fails the test with what (a
+// description of the awaited condition) and the last state seen.
+func (c *Container) WaitFor(t testing.TB, what string, timeout time.Duration, cond func(container.InspectResponse) bool) container.InspectResponse {
+	t.Helper()
+	deadline := time.Now().Add(orDuration(timeout, 30*time.Second))
+	for {
+		in := c.Inspect(t)
+		if cond(in) {
+			return in
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s: gave up waiting for %s; last state %s", c.Name, what, describeState(in))
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("container %s: waiting for %s: %v", c.Name, what, t.Context().Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitHealth waits until the engine reports the container's health as
+// status ("starting", "healthy" or "unhealthy").
+func (c *Container) WaitHealth(t testing.TB, status string) container.InspectResponse {
+	t.Helper()
+	return c.WaitFor(t, "health "+status, 0, func(in container.InspectResponse) bool {
+		return in.State != nil && in.State.Health != nil && string(in.State.Health.Status) == status
+	})
+}
+
+// WaitExited waits until the container has exited and returns its exit code.
+func (c *Container) WaitExited(t testing.TB) int {
+	t.Helper()
+	in := c.WaitFor(t, "exited", 0, func(in container.InspectResponse) bool {
+		return in.State != nil && in.State.Status == container.StateExited
+	})
+	return in.State.ExitCode
+}
+
+// WaitRestarts waits until the engine's restart count reaches at least n.
+func (c *Container) WaitRestarts(t testing.TB, n int) container.InspectResponse {
+	t.Helper()
+	return c.WaitFor(t, "restart count "+strconv.Itoa(n), 0, func(in container.InspectResponse) bool {
+		return in.RestartCount >= n
+	})
+}
+
+// URL returns http://<IP>:<port><path>.
+func (c *Container) URL(port int, path string) string {
+	return "http://" + c.IP + ":" + strconv.Itoa(port) + path
+}
+
+// WaitHTTP polls GET url (e.g. c.URL(3000, "/up")) until it answers 200 and
+// returns the body; after 30 s it fails the test with the last error.
+func (c *Container) WaitHTTP(t testing.TB, url string) string {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		body, err := getOK(t.Context(), hc, url)
+		if err == nil {
+			return body
+		}
+		if time.Now().After(deadline) || t.Context().Err() != nil {
+			t.Fatalf("container %s: %s never answered 200: %v", c.Name, url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Logs returns the container's stdout and stderr, interleaved.
+func (c *Container) Logs(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := c.logs(ctx)
+	if err != nil {
+		t.Fatalf("logs of container %s: %v", c.Name, err)
+	}
+	return out
+}
+
+func (c *Container) logs(ctx context.Context) (string, error) {
+	rc, err := c.d.Client.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "50"})
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(rc)
+	if err != nil {
+		return "", err
+	}
+	return demuxLogs(raw), nil
+}
+
+// demuxLogs strips the engine's 8-byte frame headers (stream, 0, 0, 0,
+// big-endian length) from a non-TTY log stream.
+func demuxLogs(raw []byte) string {
+	var out strings.Builder
+	for len(raw) >= 8 && raw[1] == 0 && raw[2] == 0 && raw[3] == 0 {
+		n := int(binary.BigEndian.Uint32(raw[4:8]))
+		raw = raw[8:]
+		if n > len(raw) {
+			n = len(raw)
+		}
+		out.Write(raw[:n])
+		raw = raw[n:]
+	}
+	out.Write(raw)
+	return out.String()
+}
+
+func getOK(ctx context.Context, hc *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("read body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return string(body), nil
+}
+
+func bridgeIP(in container.InspectResponse) string {
+	if in.NetworkSettings == nil {
+		return ""
+	}
+	if ep := in.NetworkSettings.Networks["bridge"]; ep != nil && ep.IPAddress.IsValid() {
+		return ep.IPAddress.String()
+	}
+	for _, ep := range in.NetworkSettings.Networks {
+		if ep != nil && ep.IPAddress.IsValid() {
+			return ep.IPAddress.String()
+		}
+	}
+	return ""
+}
+
+func describeState(in container.InspectResponse) string {
+	if in.State == nil {
+		return "unknown"
+	}
+	s := fmt.Sprintf("%s (exit code %d, restarts %d", in.State.Status, in.State.ExitCode, in.RestartCount)
+	if h := in.State.Health; h != nil {
+		s += ", health " + string(h.Status)
+		if n := len(h.Log); n > 0 {
+			s += ": " + strings.TrimSpace(h.Log[n-1].Output)
+		}
+	}
+	return s + ")"
+}
+
+func orDuration(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
