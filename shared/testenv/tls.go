@@ -27,6 +27,9 @@ import (
 type CA struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey
+	// chain holds the DER of this CA and its parents below the root
+	// (empty for a root), appended to every leaf it issues.
+	chain [][]byte
 }
 
 // LeafOpts chooses what a test certificate says. Zero values get defaults:
@@ -69,34 +72,57 @@ func (o LeafOpts) withDefaults() LeafOpts {
 // NewCA makes a new ECDSA P-256 root CA named "backstop test CA".
 func NewCA(t testing.TB) *CA {
 	t.Helper()
+	return newCA(t, "backstop test CA", nil)
+}
+
+// Intermediate makes a CA signed by ca. Leaves it issues carry the
+// intermediate (and any above it, short of the root) in their chain, as a
+// server sends them.
+func (ca *CA) Intermediate(t testing.TB) *CA {
+	t.Helper()
+	return newCA(t, "backstop test intermediate CA", ca)
+}
+
+func newCA(t testing.TB, name string, parent *CA) *CA {
+	t.Helper()
 	key := newKey(t)
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: "backstop test CA", Organization: []string{"backstop tests"}},
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"backstop tests"}},
 		NotBefore:             now.AddDate(-5, 0, 0),
 		NotAfter:              now.AddDate(10, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
-		t.Fatalf("create CA certificate: %v", err)
+		t.Fatalf("create CA certificate %s: %v", name, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatalf("parse CA certificate: %v", err)
+		t.Fatalf("parse CA certificate %s: %v", name, err)
 	}
-	return &CA{Cert: cert, Key: key}
+	ca := &CA{Cert: cert, Key: key}
+	if parent != nil {
+		ca.chain = append([][]byte{der}, parent.chain...)
+	}
+	return ca
 }
 
 // Leaf issues a server certificate signed by the CA. The returned
-// certificate's chain holds only the leaf (the root is not sent, as with a
-// real server); Leaf is set.
+// certificate's chain holds the leaf and any intermediates, not the root
+// (as a real server sends it); Leaf is set.
 func (ca *CA) Leaf(t testing.TB, o LeafOpts) tls.Certificate {
 	t.Helper()
-	return issue(t, o.withDefaults(), ca.Cert, ca.Key)
+	c := issue(t, o.withDefaults(), ca.Cert, ca.Key)
+	c.Certificate = append(c.Certificate, ca.chain...)
+	return c
 }
 
 // CAPEM returns the CA certificate in PEM, for a CAFile.

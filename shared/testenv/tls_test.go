@@ -103,3 +103,18 @@ func TestPEMRoundTrip(t *testing.T) {
 		t.Fatalf("CA PEM parses to %v (IsCA %v), err %v", c.Subject, c.IsCA, err)
 	}
 }
+
+func TestIntermediateChain(t *testing.T) {
+	root := NewCA(t)
+	inter := root.Intermediate(t)
+	leaf := inter.Leaf(t, LeafOpts{DNSNames: []string{"psytech.jp"}})
+	if len(leaf.Certificate) != 2 {
+		t.Fatalf("chain has %d certificates, want leaf + intermediate", len(leaf.Certificate))
+	}
+	addr := TLSServer(t, leaf)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: root.Pool(), ServerName: "psytech.jp"})
+	if err != nil {
+		t.Fatalf("handshake trusting only the root: %v", err)
+	}
+	c.Close()
+}
