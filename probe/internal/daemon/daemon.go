@@ -1,0 +1,375 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"backstop/probe/internal/check"
+	"backstop/probe/internal/config"
+	"backstop/probe/internal/outbox"
+	"backstop/shared/alert"
+	"backstop/shared/atomicfile"
+	"backstop/shared/mail"
+)
+
+// ShutdownGrace bounds how long in-flight checks may go on after SIGTERM
+// before they are cancelled.
+const ShutdownGrace = 5 * time.Second
+
+// deliverEvery is how often queued alert events are retried when no round
+// triggers a delivery (the outbox's own backoff decides what is due).
+const deliverEvery = 15 * time.Second
+
+// Daemon runs scheduled check rounds and turns their results into alerts.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	entries []check.Entry
+	policy  alert.Policy
+	metrics *metrics
+
+	mu          sync.Mutex // guards tracker, fails, latest, outbox writes
+	tracker     *alert.Tracker
+	trackerPath string
+	fails       map[string]int
+	latest      map[string]check.Result
+	box         *outbox.Outbox
+	sender      outbox.Sender
+	deliverMu   sync.Mutex // one delivery pass at a time
+	lastRound   time.Time
+	minInterval time.Duration
+	started     time.Time
+}
+
+// New prepares a daemon: it builds every checker, opens the state directory
+// and the outbox and loads the alert state. Nothing runs until Run.
+func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) {
+	entries, err := check.Build(cfg.Checks)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir %s: %w", cfg.StateDir, err)
+	}
+	d := &Daemon{
+		cfg: cfg, log: log, version: version, entries: entries, metrics: newMetrics(),
+		policy: alert.Policy{
+			FailureThreshold: cfg.Alerts.FailureThreshold,
+			SuccessThreshold: cfg.Alerts.SuccessThreshold,
+			Reminder:         cfg.Alerts.Reminder.D(),
+		},
+		trackerPath: filepath.Join(cfg.StateDir, "alert-state.json"),
+		fails:       map[string]int{},
+		latest:      map[string]check.Result{},
+	}
+	if d.policy.Reminder == 0 {
+		d.policy.Reminder = -1 // reminder: 0s in the file means never
+	}
+	d.tracker, err = alert.LoadTracker(d.trackerPath, "probe", cfg.Host, cfg.Alerts.Locale)
+	if err != nil {
+		return nil, err
+	}
+	d.box, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox"))
+	if err != nil {
+		return nil, err
+	}
+	d.sender, err = newSender(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if iv := e.Config.Interval.D(); d.minInterval == 0 || iv < d.minInterval {
+			d.minInterval = iv
+		}
+	}
+	return d, nil
+}
+
+func newSender(cfg *config.Config) (outbox.Sender, error) {
+	a := cfg.Alerts
+	switch a.Via {
+	case "sendgrid":
+		return &outbox.MailSender{Mailer: &mail.SendGrid{
+			APIKey: a.SendGridAPIKey.Reveal(), From: a.From, To: a.To, Endpoint: a.SendGridEndpoint,
+			HTTPClient: &http.Client{Timeout: 30 * time.Second},
+		}}, nil
+	case "store":
+		if cfg.Store.S3 != nil {
+			return nil, errors.New("alerts.via store: the S3 store is not in this build yet; use store.dir (e.g. a mounted NAS) or alerts.via dir/sendgrid")
+		}
+		return &outbox.StoreSender{Store: outbox.DirStore{Root: cfg.Store.Dir}}, nil
+	default:
+		if err := os.MkdirAll(a.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create alerts.dir %s: %w", a.Dir, err)
+		}
+		return &outbox.DirSender{Dir: a.Dir, From: a.From, To: a.To}, nil
+	}
+}
+
+// Run schedules the rounds and serves /metrics and /healthz until ctx ends,
+// then lets in-flight checks finish (cancelling them after ShutdownGrace),
+// saves the alert state and makes one last delivery attempt.
+func (d *Daemon) Run(ctx context.Context) error {
+	unlock, err := lockFile(filepath.Join(d.cfg.StateDir, "probe.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	loc, err := time.LoadLocation(d.cfg.Timezone)
+	if err != nil {
+		return fmt.Errorf("timezone %q: %w", d.cfg.Timezone, err)
+	}
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s for /metrics: %w", d.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	// Checks run under runCtx, which outlives ctx by ShutdownGrace.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+
+	s, err := gocron.NewScheduler(gocron.WithLocation(loc), gocron.WithStopTimeout(ShutdownGrace+time.Second))
+	if err != nil {
+		return fmt.Errorf("create scheduler: %w", err)
+	}
+	d.started = time.Now()
+	for iv, group := range groupByInterval(d.entries) {
+		_, err := s.NewJob(gocron.DurationJob(iv),
+			gocron.NewTask(func() { d.round(runCtx, group) }),
+			gocron.WithName(fmt.Sprintf("checks every %s", iv)),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithStartAt(gocron.WithStartImmediately()))
+		if err != nil {
+			return fmt.Errorf("schedule checks every %s: %w", iv, err)
+		}
+	}
+	if _, err := s.NewJob(gocron.DurationJob(deliverEvery), gocron.NewTask(func() { d.deliver(runCtx) }),
+		gocron.WithName("alert delivery"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+		return fmt.Errorf("schedule alert delivery: %w", err)
+	}
+	d.log.Info("probe running", "host", d.cfg.Host, "checks", len(d.entries), "listen", ln.Addr().String(),
+		"alerts_via", d.cfg.Alerts.Via, "timezone", d.cfg.Timezone, "version", d.version)
+	s.Start()
+
+	<-ctx.Done()
+	d.log.Info("stopping: letting in-flight checks finish", "grace", ShutdownGrace.String())
+	timer := time.AfterFunc(ShutdownGrace, cancelRun)
+	if err := s.Shutdown(); err != nil {
+		d.log.Warn("scheduler shutdown", "err", err)
+	}
+	timer.Stop()
+	cancelRun()
+	d.mu.Lock()
+	if err := d.tracker.Save(d.trackerPath); err != nil {
+		d.log.Error("save alert state", "err", err)
+	}
+	d.mu.Unlock()
+	final, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+	d.deliver(final)
+	cancel()
+	d.log.Info("stopped")
+	return nil
+}
+
+func groupByInterval(entries []check.Entry) map[time.Duration][]check.Entry {
+	out := map[time.Duration][]check.Entry{}
+	for _, e := range entries {
+		iv := e.Config.Interval.D()
+		out[iv] = append(out[iv], e)
+	}
+	return out
+}
+
+// round runs one group of checks and feeds the results to the alert state
+// machine. Events are enqueued on disk before the state that produced them
+// is saved, so a crash in between re-creates the same events (same dedup
+// keys) rather than losing them; the outbox ignores the duplicates.
+func (d *Daemon) round(ctx context.Context, group []check.Entry) {
+	results := check.Run(ctx, group)
+	d.mu.Lock()
+	var events []alert.Event
+	for _, r := range results {
+		if r.Status == check.OK {
+			d.fails[r.Name] = 0
+		} else {
+			d.fails[r.Name]++
+		}
+		d.latest[r.Name] = r
+		d.metrics.observe(r, d.fails[r.Name])
+		d.logResult(r)
+		events = append(events, d.tracker.Observe(d.policy, observation(r))...)
+	}
+	for _, ev := range events {
+		if err := d.box.Enqueue(ev); err != nil {
+			d.log.Error("queue alert event", "check", ev.Check, "state", ev.State, "err", err)
+		} else {
+			d.log.Warn("alert", "check", ev.Check, "state", ev.State, "summary", ev.Summary, "incident", ev.IncidentID)
+		}
+	}
+	if err := d.tracker.Save(d.trackerPath); err != nil {
+		d.log.Error("save alert state", "err", err)
+	}
+	d.lastRound = time.Now()
+	d.mu.Unlock()
+	d.writeHeartbeat()
+	if len(events) > 0 {
+		d.deliver(ctx)
+	}
+}
+
+func (d *Daemon) logResult(r check.Result) {
+	attrs := []any{"check", r.Name, "type", r.Type, "status", r.Status.String(), "value", r.Value,
+		"latency_ms", r.Latency.Milliseconds(), "message", r.Message}
+	if stack, ok := r.Observed["stack"]; ok {
+		attrs = append(attrs, "stack", stack)
+	}
+	if r.Status == check.OK {
+		d.log.Debug("check", attrs...)
+	} else {
+		d.log.Info("check", attrs...)
+	}
+}
+
+// observation maps a check result onto the alert state machine's levels:
+// critical and unknown are outages, warn is a warning.
+func observation(r check.Result) alert.Observation {
+	lvl := alert.LevelDown
+	switch r.Status {
+	case check.OK:
+		lvl = alert.LevelOK
+	case check.Warn:
+		lvl = alert.LevelWarn
+	}
+	summary := r.Value
+	if r.Status != check.OK && r.Message != "" {
+		summary = r.Message
+	}
+	return alert.Observation{Check: r.Name, Level: lvl, Summary: summary, Detail: r.Message, Value: r.Value, At: r.At}
+}
+
+// deliver sends what is due from the outbox; failures stay queued.
+func (d *Daemon) deliver(ctx context.Context) {
+	if !d.deliverMu.TryLock() {
+		return
+	}
+	defer d.deliverMu.Unlock()
+	rep, err := d.box.Deliver(ctx, d.sender, time.Now())
+	if err != nil {
+		d.metrics.deliveryErr.Inc()
+		d.log.Warn("alert delivery failed; events stay queued and are retried", "err", err)
+	}
+	if rep.Sent > 0 {
+		d.log.Info("alerts delivered", "sent", rep.Sent, "via", d.cfg.Alerts.Via)
+	}
+	if p, err := d.box.Pending(); err == nil {
+		d.metrics.pending.Set(float64(len(p)))
+	}
+}
+
+// Heartbeat is written to <state_dir>/heartbeat.json after every round (and
+// to the store when store.dir is set), so a dead man's switch can tell the
+// probe is alive.
+type Heartbeat struct {
+	Host    string            `json:"host"`
+	At      time.Time         `json:"at"`
+	Version string            `json:"version"`
+	PID     int               `json:"pid"`
+	Status  string            `json:"status"`
+	Checks  map[string]string `json:"checks"`
+}
+
+func (d *Daemon) writeHeartbeat() {
+	d.mu.Lock()
+	hb := Heartbeat{Host: d.cfg.Host, At: time.Now().UTC(), Version: d.version, PID: os.Getpid(), Checks: map[string]string{}}
+	var all []check.Result
+	for name, r := range d.latest {
+		hb.Checks[name] = r.Status.String()
+		all = append(all, r)
+	}
+	d.mu.Unlock()
+	hb.Status = check.Worst(all).String()
+	data, _ := json.MarshalIndent(hb, "", "  ")
+	paths := []string{filepath.Join(d.cfg.StateDir, "heartbeat.json")}
+	if d.cfg.Store.Dir != "" {
+		dir := filepath.Join(d.cfg.Store.Dir, d.cfg.Host)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			d.log.Warn("heartbeat to store", "err", err)
+		} else {
+			paths = append(paths, filepath.Join(dir, "heartbeat.json"))
+		}
+	}
+	for _, p := range paths {
+		if err := atomicfile.Write(p, data, 0o600); err != nil {
+			d.log.Warn("write heartbeat", "err", err)
+			continue
+		}
+	}
+	d.metrics.heartbeat.Set(float64(hb.At.UnixMilli()) / 1000)
+}
+
+func (d *Daemon) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", d.healthz)
+	return mux
+}
+
+// healthz answers 200 while rounds run on time, 503 when none has finished
+// within three of the shortest intervals (a wedged scheduler).
+func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
+	d.mu.Lock()
+	last := d.lastRound
+	checks := map[string]string{}
+	names := make([]string, 0, len(d.latest))
+	for n, r := range d.latest {
+		checks[n] = r.Status.String()
+		names = append(names, n)
+	}
+	d.mu.Unlock()
+	sort.Strings(names)
+	stale := 3 * d.minInterval
+	ok := time.Since(d.started) < stale || (!last.IsZero() && time.Since(last) < stale)
+	w.Header().Set("Content-Type", "application/json")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": ok, "host": d.cfg.Host, "last_round": last, "checks": checks})
+}
+
+// lockFile takes an exclusive flock so that one daemon owns the state dir
+// (outbox and alert state assume a single writer). The kernel drops the
+// lock when the process dies, so a stale lock cannot block a restart.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another probe run holds %s (one daemon per state_dir)", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }, nil
+}
