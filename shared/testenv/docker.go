@@ -13,7 +13,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +30,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
 
@@ -306,7 +310,16 @@ type RunOpts struct {
 	MaxRetries int
 	// NoStart only creates the container (state "created").
 	NoStart bool
+	// Ports are container TCP ports (e.g. 3000) to publish on the host's
+	// 127.0.0.1, each on a free host port the engine picks; Container.URL
+	// and Container.HostAddr give the published address. Nothing is
+	// published unless asked for here.
+	Ports []int
 }
+
+// publishIP is the only host address container ports are published on:
+// tests reach containers through the loopback, never over the bridge.
+var publishIP = netip.MustParseAddr("127.0.0.1")
 
 // Container is a container started by Run. It is removed (forced, with its
 // volumes) when the test ends.
@@ -315,10 +328,19 @@ type Container struct {
 	Name  string
 	Image string
 	// IP is the container's address on the default bridge network, read
-	// right after start; empty when it was not running then.
+	// right after start; empty when it was not running then. It is only
+	// for handing to another container (e.g. a proxy's upstream): tests
+	// must never dial it from the host — traffic from this host to
+	// private-range addresses is flagged. Dial URL or HostAddr instead.
 	IP string
+	// HostPorts maps each port in RunOpts.Ports to the 127.0.0.1 host port
+	// the engine published it on, read after every Start (the engine may
+	// pick another one when the container starts again). Empty before the
+	// first start.
+	HostPorts map[int]int
 
-	d *DockerEnv
+	d     *DockerEnv
+	ports []int
 }
 
 // Run creates and starts a container and registers its forced removal
@@ -356,6 +378,19 @@ func (d *DockerEnv) Run(t testing.TB, opts RunOpts) *Container {
 		cfg.Healthcheck = hc
 	}
 	hostCfg := &container.HostConfig{}
+	if len(opts.Ports) > 0 {
+		cfg.ExposedPorts = network.PortSet{}
+		hostCfg.PortBindings = network.PortMap{}
+		for _, p := range opts.Ports {
+			port, ok := network.PortFrom(uint16(p), network.TCP)
+			if p <= 0 || p > 65535 || !ok {
+				t.Fatalf("docker run: RunOpts.Ports has %d, want a TCP port 1-65535", p)
+			}
+			cfg.ExposedPorts[port] = struct{}{}
+			// HostPort "" lets the engine pick a free port.
+			hostCfg.PortBindings[port] = []network.PortBinding{{HostIP: publishIP, HostPort: ""}}
+		}
+	}
 	if opts.Restart != "" {
 		hostCfg.RestartPolicy = container.RestartPolicy{
 			Name:              container.RestartPolicyMode(opts.Restart),
@@ -369,7 +404,7 @@ func (d *DockerEnv) Run(t testing.TB, opts RunOpts) *Container {
 	if err != nil {
 		t.Fatalf("create container %s from %s: %v", name, opts.Image, err)
 	}
-	c := &Container{ID: created.ID, Name: name, Image: opts.Image, d: d}
+	c := &Container{ID: created.ID, Name: name, Image: opts.Image, HostPorts: map[int]int{}, d: d, ports: opts.Ports}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -390,7 +425,9 @@ func (d *DockerEnv) Run(t testing.TB, opts RunOpts) *Container {
 	return c
 }
 
-// Start starts the container (again) and refreshes IP.
+// Start starts the container (again) and refreshes IP and HostPorts. A
+// requested port the engine did not publish on 127.0.0.1 fails the test,
+// unless the container had already stopped when it was inspected.
 func (c *Container) Start(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -398,7 +435,45 @@ func (c *Container) Start(t testing.TB) {
 	if _, err := c.d.Client.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("start container %s: %v", c.Name, err)
 	}
-	c.IP = bridgeIP(c.Inspect(t))
+	in := c.Inspect(t)
+	c.IP = bridgeIP(in)
+	ports, err := publishedPorts(in, c.ports)
+	if err != nil && in.State != nil && in.State.Running {
+		t.Fatalf("container %s: %v", c.Name, err)
+	}
+	c.HostPorts = ports
+}
+
+// publishedPorts reads, for each wanted container TCP port, the host port
+// the engine bound it to on 127.0.0.1. A binding on any other host address
+// is an error: nothing may be published beyond the loopback.
+func publishedPorts(in container.InspectResponse, want []int) (map[int]int, error) {
+	got := map[int]int{}
+	var missing []string
+	for _, p := range want {
+		port, _ := network.PortFrom(uint16(p), network.TCP)
+		var bindings []network.PortBinding
+		if in.NetworkSettings != nil {
+			bindings = in.NetworkSettings.Ports[port]
+		}
+		for _, b := range bindings {
+			if b.HostIP != publishIP {
+				return got, fmt.Errorf("port %s published on %s:%s, want only %s", port, b.HostIP, b.HostPort, publishIP)
+			}
+			n, err := strconv.Atoi(b.HostPort)
+			if err != nil || n <= 0 || n > 65535 {
+				return got, fmt.Errorf("port %s published on bad host port %q", port, b.HostPort)
+			}
+			got[p] = n
+		}
+		if _, ok := got[p]; !ok {
+			missing = append(missing, port.String())
+		}
+	}
+	if len(missing) > 0 {
+		return got, fmt.Errorf("port %s not published on %s", strings.Join(missing, ", "), publishIP)
+	}
+	return got, nil
 }
 
 // Stop stops the container (SIGTERM, SIGKILL after 5 s) and returns when it
@@ -473,15 +548,33 @@ func (c *Container) WaitRestarts(t testing.TB, n int) container.InspectResponse 
 	})
 }
 
-// URL returns http://<IP>:<port><path>.
+// HostAddr returns 127.0.0.1:<host port> where the container's TCP port
+// is published. It panics when port was not in RunOpts.Ports or the
+// container was not running at its last Start: a test bug, not a state
+// of the system under test.
+func (c *Container) HostAddr(port int) string {
+	hp, ok := c.HostPorts[port]
+	if !ok {
+		panic(fmt.Sprintf("container %s: port %d is not published on %s: add it to RunOpts.Ports (published: %v)", c.Name, port, publishIP, c.HostPorts))
+	}
+	return net.JoinHostPort(publishIP.String(), strconv.Itoa(hp))
+}
+
+// URL returns http://127.0.0.1:<host port><path> for the container's TCP
+// port, published through RunOpts.Ports; see HostAddr.
 func (c *Container) URL(port int, path string) string {
-	return "http://" + c.IP + ":" + strconv.Itoa(port) + path
+	return "http://" + c.HostAddr(port) + path
 }
 
 // WaitHTTP polls GET url (e.g. c.URL(3000, "/up")) until it answers 200 and
-// returns the body; after 30 s it fails the test with the last error.
+// returns the body; after 30 s it fails the test with the last error. A URL
+// whose host is not a loopback address (such as the bridge IP) fails the
+// test at once, before anything is dialled.
 func (c *Container) WaitHTTP(t testing.TB, url string) string {
 	t.Helper()
+	if err := checkLoopbackURL(url); err != nil {
+		t.Fatalf("container %s: %v", c.Name, err)
+	}
 	hc := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -536,6 +629,20 @@ func demuxLogs(raw []byte) string {
 	}
 	out.Write(raw)
 	return out.String()
+}
+
+// checkLoopbackURL accepts only URLs whose host is a loopback IP address:
+// tests reach containers through ports published on 127.0.0.1.
+func checkLoopbackURL(raw string) error {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("parse URL %q: %w", raw, err)
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("URL %s: host %q is not a loopback address; dial the container through Container.URL (ports published on %s), never its bridge IP", raw, u.Hostname(), publishIP)
+	}
+	return nil
 }
 
 func getOK(ctx context.Context, hc *http.Client, url string) (string, error) {
