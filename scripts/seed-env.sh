@@ -20,18 +20,22 @@ seed_up() {
 say "Starting a seed-like app: web container, PostgreSQL, Redis (work dir $W)"
 mkdir -p "$W/img"
 CGO_ENABLED=0 go build -trimpath -o "$W/img/webapp" ./shared/testenv/images/webapp
-printf 'FROM scratch\nCOPY webapp /webapp\nENTRYPOINT ["/webapp"]\n' >"$W/img/Dockerfile"
-docker build -q -t backstop-demo/webapp:latest "$W/img" >/dev/null
+cat >"$W/img/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY webapp /webapp
+HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD ["/webapp", "-healthcheck", "http://127.0.0.1:3000/up"]
+ENTRYPOINT ["/webapp"]
+DOCKERFILE
+docker build -q -t backstop-demo/webapp:latest "$W/img" >"$W/build.log" 2>&1 || { cat "$W/build.log" >&2; return 1; }
 docker run -d --name "$WEB" -p "127.0.0.1:$WEB_PORT:3000" \
-  --health-cmd '/webapp -healthcheck http://127.0.0.1:3000/up' --health-interval 1s --health-retries 2 \
   backstop-demo/webapp:latest >/dev/null
 echo "web container $WEB on 127.0.0.1:$WEB_PORT"
 
-mkdir -p "$W/pg" && chown postgres "$W/pg"
+mkdir -p "$W/pg" "$W/pgrun" && chown postgres "$W/pg" "$W/pgrun"
 echo demo-db-password >"$W/pgpw" && chown postgres "$W/pgpw"
 runuser -u postgres -- "$PGBIN/initdb" -D "$W/pg" -U postgres --pwfile="$W/pgpw" -A scram-sha-256 --no-sync >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg" -l "$W/pg.log" -w \
-  -o "-p $PG_PORT -k $W/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pg" -l "$W/pgrun/pg.log" -w \
+  -o "-p $PG_PORT -k $W/pgrun -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 export PGPASSWORD=demo-db-password
 psql -qX -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE psyfit" >/dev/null
 psql -qX -h 127.0.0.1 -p "$PG_PORT" -U postgres -d psyfit >/dev/null <<'SQL'
