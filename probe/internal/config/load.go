@@ -99,18 +99,21 @@ func Parse(data []byte, env Env) (*Config, error) {
 		doc = doc.Content[0]
 	}
 	walkKeys(doc, reflect.TypeOf(Config{}), "", lines, &errs)
-	if len(errs) > 0 {
-		return nil, errs
-	}
 	cfg := &Config{}
 	if err := doc.Decode(cfg); err != nil {
+		if len(errs) > 0 {
+			// the unknown keys explain what went wrong; the rest may follow from them
+			return nil, errs
+		}
 		return nil, decodeError(err, lines)
 	}
 	if err := applyEnv(cfg, env); err != nil {
-		return nil, err
+		return nil, append(errs, err.(Errors)...)
 	}
 	applyDefaults(cfg, env)
-	if errs := Validate(cfg); len(errs) > 0 {
+	// Report every problem in one pass: unknown keys and invalid values.
+	errs = append(errs, Validate(cfg)...)
+	if len(errs) > 0 {
 		if len(unset) > 0 {
 			sort.Strings(unset)
 			errs = append(errs, &FieldError{Msg: "note: referenced but unset in the environment: " + strings.Join(dedup(unset), ", ")})
