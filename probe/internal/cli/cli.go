@@ -34,9 +34,9 @@ PostgreSQL and Redis, and raises alerts.
 
 Usage:
   probe [--config FILE] check [--json] [--only NAME,...]   one round of checks
-  probe [--config FILE] run                                  daemon: scheduled checks, alerts, /metrics
+  probe [--config FILE] run [--debug]                        daemon: scheduled checks, alerts, /metrics
   probe [--config FILE] config check                         validate the config file
-  probe version
+  probe version | --version
 
 --config defaults to $BACKSTOP_CONFIG, else ` + defaultConfig + `.
 
@@ -55,6 +55,7 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	fs.SetOutput(stdio.Stderr)
 	fs.Usage = func() { fmt.Fprint(stdio.Stderr, usage) }
 	cfgPath := fs.String("config", "", "config file")
+	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdio.Stdout, usage)
@@ -70,6 +71,9 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		}
 	}
 	rest := fs.Args()
+	if *showVersion {
+		rest = []string{"version"}
+	}
 	if len(rest) == 0 {
 		fmt.Fprint(stdio.Stderr, usage)
 		return ExitUsage
@@ -86,7 +90,7 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 			return ExitUsage
 		}
 		return a.configCheck(ctx, rest[2:])
-	case "version", "--version":
+	case "version":
 		fmt.Fprintf(stdio.Stdout, "probe %s\n", Version)
 		return ExitOK
 	case "help":

@@ -146,6 +146,8 @@ func TestUsageAndConfigErrors(t *testing.T) {
 	}{
 		{"no command", nil, ExitUsage, []string{"Usage:"}, "", false},
 		{"unknown command", []string{"frobnicate"}, ExitUsage, []string{`unknown command "frobnicate"`}, "", false},
+		{"--version", []string{"--version"}, ExitOK, nil, "probe dev", false},
+		{"version", []string{"version"}, ExitOK, nil, "probe dev", false},
 		{"help is true", []string{"--help"}, ExitOK, nil, "probe [--config FILE] check", false},
 		{"config check ok", []string{"--config", good, "config", "check"}, ExitOK, nil, "ok (host h, 1 checks", false},
 		{"config check names fields", []string{"--config", bad, "config", "check"}, ExitError,
