@@ -121,7 +121,7 @@ func (a *app) errorf(cmd string, err error) {
 	fmt.Fprintf(a.io.Stderr, "probe %s: %s\n", cmd, msg)
 }
 
-// newFlags is a FlagSet whose -h prints the command's own usage to stdout.
+// newFlags is a FlagSet whose -h prints the command's own usage and flags.
 func (a *app) newFlags(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("probe "+name, flag.ContinueOnError)
 	fs.SetOutput(a.io.Stderr)
