@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"backstop/probe/internal/config"
+	"backstop/probe/internal/pgmeta"
 )
 
 func init() { register("postgres", newPostgres) }
@@ -112,7 +110,7 @@ func (p *PostgresCheck) Check(ctx context.Context) Result {
 	conn, err := pgx.ConnectConfig(ctx, p.conn)
 	if err != nil {
 		res.Status, res.Value = Critical, "down"
-		res.Message = p.scrub(fmt.Sprintf("connect %s: %s", p.target, pgCause(err, limit)))
+		res.Message = p.scrub(fmt.Sprintf("connect %s: %s", p.target, pgmeta.Cause(err, limit)))
 		return res
 	}
 	defer func() {
@@ -125,7 +123,7 @@ func (p *PostgresCheck) Check(ctx context.Context) Result {
 	var one int
 	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		res.Status, res.Value = Critical, "down"
-		res.Message = p.scrub(fmt.Sprintf("query %s: %s", p.target, pgCause(err, limit)))
+		res.Message = p.scrub(fmt.Sprintf("query %s: %s", p.target, pgmeta.Cause(err, limit)))
 		return res
 	}
 	res.Latency = time.Since(start)
@@ -149,7 +147,7 @@ func (p *PostgresCheck) Check(ctx context.Context) Result {
 		case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"):
 			fail("table %s does not exist", tb.name)
 		case err != nil:
-			fail("count %s: %s", tb.name, pgCause(err, limit))
+			fail("count %s: %s", tb.name, pgmeta.Cause(err, limit))
 		default:
 			rows[tb.name] = n
 			if n < tb.min {
@@ -164,10 +162,11 @@ func (p *PostgresCheck) Check(ctx context.Context) Result {
 		res.Observed["rows"] = rows
 	}
 
-	tool, rev, err := pgMigration(ctx, conn)
+	mig, err := pgmeta.DetectMigration(ctx, conn)
+	tool, rev := mig.Tool, mig.Revision
 	switch {
 	case err != nil:
-		fail("migration revision: %s", pgCause(err, limit))
+		fail("migration revision: %s", pgmeta.Cause(err, limit))
 	case tool == "none":
 		res.Observed["migration_tool"] = tool
 		if p.wantRev != "" {
@@ -200,88 +199,11 @@ func (p *PostgresCheck) Check(ctx context.Context) Result {
 	return res
 }
 
-// pgMigration finds the schema migration tool and its revision: alembic's
-// alembic_version (all heads, sorted, comma-joined) or Rails'
-// schema_migrations (the newest version, compared as a number). Alembic wins
-// when both tables exist; tool is "none" when neither does.
-func pgMigration(ctx context.Context, conn *pgx.Conn) (tool, rev string, err error) {
-	var alembic, rails bool
-	err = conn.QueryRow(ctx, `SELECT to_regclass('alembic_version') IS NOT NULL,
-		to_regclass('schema_migrations') IS NOT NULL`).Scan(&alembic, &rails)
-	if err != nil {
-		return "", "", err
-	}
-	switch {
-	case alembic:
-		rows, err := conn.Query(ctx, "SELECT version_num::text FROM alembic_version ORDER BY 1")
-		if err != nil {
-			return "", "", err
-		}
-		heads, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return "", "", err
-		}
-		return "alembic", strings.Join(heads, ","), nil
-	case rails:
-		var v *string
-		err := conn.QueryRow(ctx, `SELECT version::text FROM schema_migrations
-			ORDER BY length(version::text) DESC, version::text DESC LIMIT 1`).Scan(&v)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return "rails", "", nil
-		}
-		if err != nil {
-			return "", "", err
-		}
-		return "rails", *v, nil
-	}
-	return "none", "", nil
-}
-
-// pgCause turns a pgx/pgconn error into one clean line: the server's message
-// (`password authentication failed for user "app"`), or the network cause
-// (connection refused, timed out), without pgx's wrapping, which repeats
-// user, database and address.
-func pgCause(err error, limit time.Duration) string {
-	var pgErr *pgconn.PgError
-	var dnsErr *net.DNSError
-	var errno syscall.Errno
-	switch {
-	case errors.As(err, &pgErr):
-		return pgErr.Message
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), pgconn.Timeout(err):
-		return "timed out after " + limit.Round(time.Millisecond).String()
-	case errors.As(err, &dnsErr):
-		return "lookup " + dnsErr.Name + ": " + dnsErr.Err
-	case errors.As(err, &errno):
-		return errno.Error()
-	}
-	for {
-		inner := errors.Unwrap(err)
-		if inner == nil {
-			return err.Error()
-		}
-		err = inner
-	}
-}
+// scrubSecret removes secret (raw and URL-escaped) from s.
+func scrubSecret(s, secret string) string { return pgmeta.Scrub(s, secret) }
 
 // scrub removes the password (raw and URL-escaped) from s: a last guard
 // should some server or driver text ever quote it.
 func (p *PostgresCheck) scrub(s string) string {
 	return scrubSecret(s, p.secret)
-}
-
-func scrubSecret(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, secret, "[redacted]")
-	if esc := url.QueryEscape(secret); esc != secret {
-		s = strings.ReplaceAll(s, esc, "[redacted]")
-	}
-	if esc := url.PathEscape(secret); esc != secret {
-		s = strings.ReplaceAll(s, esc, "[redacted]")
-	}
-	return s
 }
