@@ -101,12 +101,6 @@ var images = struct {
 // outside their directory are not part of the hash.
 func (d *DockerEnv) Image(t testing.TB, name string) string {
 	t.Helper()
-	key := d.Host + "\x00" + name
-	images.Lock()
-	defer images.Unlock()
-	if ref, ok := images.refs[key]; ok {
-		return ref
-	}
 	src, err := imageSourceDir(name)
 	if err != nil {
 		t.Fatalf("test image %s: %v", name, err)
@@ -115,6 +109,22 @@ func (d *DockerEnv) Image(t testing.TB, name string) string {
 	if err != nil {
 		t.Fatalf("test image %s: %v", name, err)
 	}
+	return d.cachedImage(t, name, hash, func(ctx context.Context, tmp, ref string) error {
+		return d.buildImage(ctx, tmp, name, src, ref, hash)
+	})
+}
+
+// cachedImage returns backstop-test/<name>:<hash>, calling build (with a
+// temporary directory and that ref) only when neither this process nor
+// the engine (an image with that hash label) already has it.
+func (d *DockerEnv) cachedImage(t testing.TB, name, hash string, build func(ctx context.Context, tmp, ref string) error) string {
+	t.Helper()
+	key := d.Host + "\x00" + name
+	images.Lock()
+	defer images.Unlock()
+	if ref, ok := images.refs[key]; ok && strings.HasSuffix(ref, ":"+hash) {
+		return ref
+	}
 	ref := "backstop-test/" + name + ":" + hash
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -122,7 +132,7 @@ func (d *DockerEnv) Image(t testing.TB, name string) string {
 	if ok, err := d.imageHasHash(ctx, ref, hash); err != nil {
 		t.Fatalf("test image %s: %v", name, err)
 	} else if !ok {
-		if err := d.buildImage(ctx, t.TempDir(), name, src, ref, hash); err != nil {
+		if err := build(ctx, t.TempDir(), ref); err != nil {
 			t.Fatalf("test image %s: %v", name, err)
 		}
 		if ok, err := d.imageHasHash(ctx, ref, hash); err != nil || !ok {
@@ -209,6 +219,20 @@ func (d *DockerEnv) imageHasHash(ctx context.Context, ref, hash string) (bool, e
 // buildImage compiles the program and sends a two-file build context
 // (Dockerfile, binary) to the engine's ImageBuild API.
 func (d *DockerEnv) buildImage(ctx context.Context, tmp, name, src, ref, hash string) error {
+	binData, err := goBuild(ctx, tmp, name, src)
+	if err != nil {
+		return err
+	}
+	dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", name, name, name)
+	return d.buildContext(ctx, ref, hash, []contextFile{
+		{"Dockerfile", 0o644, []byte(dockerfile)},
+		{name, 0o755, binData},
+	})
+}
+
+// goBuild compiles the Go program in src as a static linux binary and
+// returns it.
+func goBuild(ctx context.Context, tmp, name, src string) ([]byte, error) {
 	bin := filepath.Join(tmp, name)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -218,21 +242,29 @@ func (d *DockerEnv) buildImage(ctx context.Context, tmp, name, src, ref, hash st
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", src, err, out)
+		return nil, fmt.Errorf("go build %s: %w\n%s", src, err, out)
 	}
 	binData, err := os.ReadFile(bin)
 	if err != nil {
-		return fmt.Errorf("read built binary: %w", err)
+		return nil, fmt.Errorf("read built binary: %w", err)
 	}
-	dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nENTRYPOINT [\"/%s\"]\n", name, name, name)
+	return binData, nil
+}
 
+// contextFile is one regular file of an image build context.
+type contextFile struct {
+	name string // slash-separated path in the context
+	mode int64
+	data []byte
+}
+
+// buildContext sends files (a Dockerfile among them) as a tar build
+// context to the engine's ImageBuild API, tagging the image ref with the
+// test and hash labels.
+func (d *DockerEnv) buildContext(ctx context.Context, ref, hash string, files []contextFile) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {name, 0o755, binData}} {
+	for _, f := range files {
 		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("build context: %w", err)
@@ -315,6 +347,12 @@ type RunOpts struct {
 	// and Container.HostAddr give the published address. Nothing is
 	// published unless asked for here.
 	Ports []int
+	// NetworkMode "" is the engine's default bridge. "host" shares the
+	// host's network namespace: 127.0.0.1 inside the container is the
+	// host's loopback (how a container reaches a test server listening on
+	// 127.0.0.1), and whatever it listens on is on the host's loopback too.
+	// Ports must then be empty.
+	NetworkMode string
 }
 
 // publishIP is the only host address container ports are published on:
@@ -377,7 +415,10 @@ func (d *DockerEnv) Run(t testing.TB, opts RunOpts) *Container {
 		}
 		cfg.Healthcheck = hc
 	}
-	hostCfg := &container.HostConfig{}
+	hostCfg := &container.HostConfig{NetworkMode: container.NetworkMode(opts.NetworkMode)}
+	if opts.NetworkMode == "host" && len(opts.Ports) > 0 {
+		t.Fatalf("docker run: RunOpts.Ports %v with NetworkMode host: a host-network container's ports are the host's own", opts.Ports)
+	}
 	if len(opts.Ports) > 0 {
 		cfg.ExposedPorts = network.PortSet{}
 		hostCfg.PortBindings = network.PortMap{}
