@@ -123,8 +123,9 @@ func (c *Catalog) Encode() ([]byte, error) {
 	}
 	c.sort()
 	out := *c
-	if out.Snapshots == nil {
-		out.Snapshots = []Manifest{}
+	out.Snapshots = make([]Manifest, len(c.Snapshots))
+	for i := range c.Snapshots {
+		out.Snapshots[i] = *c.Snapshots[i].normalized()
 	}
 	return encodeJSON(&out)
 }

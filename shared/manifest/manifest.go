@@ -297,7 +297,19 @@ func (m *Manifest) Encode() ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("encode manifest %s: %w", m.ID, err)
 	}
-	return encodeJSON(m)
+	return encodeJSON(m.normalized())
+}
+
+// normalized returns m with a nil db.tables as an empty map, so readers
+// in other languages see {} rather than null.
+func (m *Manifest) normalized() *Manifest {
+	if m.DB == nil || m.DB.Tables != nil {
+		return m
+	}
+	c, db := *m, *m.DB
+	db.Tables = map[string]int64{}
+	c.DB = &db
+	return &c
 }
 
 func encodeJSON(v any) ([]byte, error) {

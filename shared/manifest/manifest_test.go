@@ -138,6 +138,12 @@ func TestManifestContractFieldNames(t *testing.T) {
 			t.Errorf("encoded manifest lacks %s", key)
 		}
 	}
+	// A dump with no table list says so with {}, not null.
+	m.DB.Tables = nil
+	data, _ = m.Encode()
+	if !bytes.Contains(data, []byte(`"tables": {}`)) || m.DB.Tables != nil {
+		t.Errorf("nil tables encoded as %s (or the caller's manifest was changed)", data)
+	}
 	// Optional parts are absent, not null, when unset.
 	mm := minimal()
 	data, _ = mm.Encode()
