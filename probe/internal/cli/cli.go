@@ -30,18 +30,23 @@ type IO struct {
 const defaultConfig = "/etc/backstop/probe.yaml"
 
 const usage = `probe — backstop's host agent: checks the app, its containers, disk, TLS,
-PostgreSQL and Redis, and raises alerts.
+PostgreSQL and Redis, raises alerts, and takes verified snapshots off-site.
 
 Usage:
   probe [--config FILE] check [--json] [--only NAME,...]   one round of checks
   probe [--config FILE] run [--debug]                        daemon: scheduled checks, alerts, /metrics
   probe [--config FILE] config check                         validate the config file
+  probe [--config FILE] backup [--notes TEXT] [--no-upload] [--json]   take a snapshot; print its id
+  probe [--config FILE] list [--json] [--remote]             snapshots, newest first
+  probe [--config FILE] verify [ID | --all] [--json]         checksums and archive structure
+  probe [--config FILE] push [ID]                            upload snapshots not yet off-site
   probe version | --version
 
 --config defaults to $BACKSTOP_CONFIG, else ` + defaultConfig + `.
 
 Exit codes: check: 0 ok, 1 warning, 2 critical, 3 unknown (also for a bad
-config or bad flags). Other commands: 0 done, 1 failed, 2 bad usage.
+config or bad flags). Other commands: 0 done, 1 failed, 2 bad usage,
+75 another backup or restore holds the lock (try again later).
 Run 'probe COMMAND --help' for a command's flags.
 `
 
@@ -84,6 +89,14 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		return a.check(ctx, rest[1:])
 	case "run":
 		return a.run(ctx, rest[1:])
+	case "backup":
+		return a.backup(ctx, rest[1:])
+	case "list":
+		return a.list(ctx, rest[1:])
+	case "verify":
+		return a.verify(ctx, rest[1:])
+	case "push":
+		return a.push(ctx, rest[1:])
 	case "config":
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprintln(stdio.Stderr, "probe config: the only subcommand is 'check' (probe config check)")

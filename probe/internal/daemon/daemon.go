@@ -21,9 +21,11 @@ import (
 	"backstop/probe/internal/check"
 	"backstop/probe/internal/config"
 	"backstop/probe/internal/outbox"
+	"backstop/probe/internal/snapshot"
 	"backstop/shared/alert"
 	"backstop/shared/atomicfile"
 	"backstop/shared/mail"
+	"backstop/shared/manifest"
 )
 
 // ShutdownGrace bounds how long in-flight checks may go on after SIGTERM
@@ -54,6 +56,7 @@ type Daemon struct {
 	lastRound   time.Time
 	minInterval time.Duration
 	started     time.Time
+	snapshots   *snapshot.Engine // nil: no backup configured
 }
 
 // New prepares a daemon: it builds every checker, opens the state directory
@@ -88,9 +91,16 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	d.sender, err = newSender(cfg)
+	d.sender, err = NewSender(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Backup.Database.DSN != "" || cfg.Backup.DataDir != "" {
+		d.snapshots, err = snapshot.FromConfig(context.Background(), cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		d.snapshots.Alert = d.raise
 	}
 	for _, e := range entries {
 		if iv := e.Config.Interval.D(); d.minInterval == 0 || iv < d.minInterval {
@@ -100,7 +110,8 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 	return d, nil
 }
 
-func newSender(cfg *config.Config) (outbox.Sender, error) {
+// NewSender is the delivery channel alerts.via configures.
+func NewSender(cfg *config.Config) (outbox.Sender, error) {
 	a := cfg.Alerts
 	switch a.Via {
 	case "sendgrid":
@@ -164,6 +175,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if _, err := s.NewJob(gocron.DurationJob(deliverEvery), gocron.NewTask(func() { d.deliver(runCtx) }),
 		gocron.WithName("alert delivery"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
 		return fmt.Errorf("schedule alert delivery: %w", err)
+	}
+	if d.snapshots != nil {
+		if _, err := s.NewJob(gocron.CronJob(d.cfg.Backup.Schedule, false), gocron.NewTask(func() { d.backup(runCtx) }),
+			gocron.WithName("backup"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+			return fmt.Errorf("schedule backup %q: %w", d.cfg.Backup.Schedule, err)
+		}
+		if d.snapshots.Store != nil {
+			if _, err := s.NewJob(gocron.DurationJob(pushEvery), gocron.NewTask(func() { d.push(runCtx) }),
+				gocron.WithName("upload retries"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+				return fmt.Errorf("schedule upload retries: %w", err)
+			}
+		}
 	}
 	d.log.Info("probe running", "host", d.cfg.Host, "checks", len(d.entries), "listen", ln.Addr().String(),
 		"alerts_via", d.cfg.Alerts.Via, "timezone", d.cfg.Timezone, "version", d.version)
@@ -284,6 +307,51 @@ func (d *Daemon) deliver(ctx context.Context) {
 	}
 }
 
+// pushEvery is how often snapshots that are not yet off-site are retried.
+const pushEvery = 10 * time.Minute
+
+// backup takes the scheduled snapshot and verifies it right away.
+func (d *Daemon) backup(ctx context.Context) {
+	res, err := d.snapshots.Backup(ctx, snapshot.Options{Trigger: manifest.TriggerSchedule, Upload: true})
+	if err != nil {
+		d.log.Error("scheduled backup failed", "err", err)
+		d.deliver(ctx)
+		return
+	}
+	d.log.Info("backup complete", "id", res.Manifest.ID, "duration_ms", res.Duration.Milliseconds(),
+		"uploaded", res.Uploaded, "removed", res.Removed)
+	if _, err := d.snapshots.Verify(ctx, res.Manifest.ID); err != nil {
+		d.log.Error("verify of the new snapshot failed", "id", res.Manifest.ID, "err", err)
+		d.raise(alert.Event{Check: "backup-verify", State: alert.Warn, Summary: "snapshot " + res.Manifest.ID + " failed verification",
+			Detail: err.Error(), IncidentID: res.Manifest.ID, DedupKey: fmt.Sprintf("probe:%s:backup-verify:%s:failed", d.cfg.Host, res.Manifest.ID)})
+	}
+	d.deliver(ctx)
+}
+
+// push retries uploads of snapshots that are still local only.
+func (d *Daemon) push(ctx context.Context) {
+	pushed, err := d.snapshots.Push(ctx, "")
+	if len(pushed) > 0 {
+		d.log.Info("snapshots uploaded", "ids", pushed)
+	}
+	if err != nil && !errors.Is(err, snapshot.ErrLocked) {
+		d.log.Warn("upload retry failed; retrying later", "err", err, "every", pushEvery.String())
+	}
+}
+
+// raise queues an event that is not a check's (backups, uploads).
+func (d *Daemon) raise(ev alert.Event) {
+	if ev.Source == "" {
+		ev.Source, ev.Host, ev.At = "probe", d.cfg.Host, time.Now().UTC()
+	}
+	if ev.Locale == "" {
+		ev.Locale = d.cfg.Alerts.Locale
+	}
+	if err := d.box.Enqueue(ev); err != nil {
+		d.log.Error("queue alert event", "check", ev.Check, "err", err)
+	}
+}
+
 // Heartbeat is written to <state_dir>/heartbeat.json after every round (and
 // to the store when store.dir is set), so a dead man's switch can tell the
 // probe is alive.
@@ -352,6 +420,42 @@ func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	json.NewEncoder(w).Encode(map[string]any{"ok": ok, "host": d.cfg.Host, "last_round": last, "checks": checks})
+}
+
+// QueueAndDeliver queues events from a one-shot command (probe backup) in
+// the state dir's outbox. When no daemon holds the state dir it also
+// delivers what is due now; otherwise the running daemon delivers them
+// (the outbox has one deliverer at a time).
+func QueueAndDeliver(ctx context.Context, cfg *config.Config, events []alert.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create state dir %s: %w", cfg.StateDir, err)
+	}
+	box, err := outbox.Open(filepath.Join(cfg.StateDir, "outbox"))
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if ev.Locale == "" {
+			ev.Locale = cfg.Alerts.Locale
+		}
+		if err := box.Enqueue(ev); err != nil {
+			return err
+		}
+	}
+	unlock, err := lockFile(filepath.Join(cfg.StateDir, "probe.lock"))
+	if err != nil {
+		return nil // a daemon runs and will deliver
+	}
+	defer unlock()
+	sender, err := NewSender(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = box.Deliver(ctx, sender, time.Now())
+	return err
 }
 
 // lockFile takes an exclusive flock so that one daemon owns the state dir
