@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"backstop/probe/internal/containers"
 	"backstop/probe/internal/pgmeta"
 )
 
@@ -535,34 +536,17 @@ func (c *ContainerDumper) resolve(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", c.engineError(ctx, "list containers", err)
 	}
-	var exact *container.Summary
-	var prefixed []container.Summary
-	for i, s := range list.Items {
-		for _, n := range s.Names {
-			n = strings.TrimPrefix(n, "/")
-			if n == c.container {
-				exact = &list.Items[i]
-			} else if strings.HasPrefix(n, c.container+"-") && !strings.Contains(n, "/") && s.State == container.StateRunning {
-				prefixed = append(prefixed, s)
-			}
-		}
+	found, ok, err := containers.Pick(list.Items, c.container)
+	if err != nil {
+		return "", err
 	}
-	if exact != nil {
-		if exact.State != container.StateRunning {
-			return "", fmt.Errorf("%s: container is %s, not running", c, exact.State)
-		}
-		return exact.ID, nil
-	}
-	if len(prefixed) == 0 {
+	if !ok {
 		return "", fmt.Errorf("%s: no running container named %s or %s-*", c, c.container, c.container)
 	}
-	sort.Slice(prefixed, func(i, j int) bool {
-		if prefixed[i].Created != prefixed[j].Created {
-			return prefixed[i].Created > prefixed[j].Created
-		}
-		return prefixed[i].ID < prefixed[j].ID
-	})
-	return prefixed[0].ID, nil
+	if found.State != container.StateRunning {
+		return "", fmt.Errorf("%s: container is %s, not running", c, found.State)
+	}
+	return found.ID, nil
 }
 
 func (c *ContainerDumper) engineError(ctx context.Context, op string, err error) error {
