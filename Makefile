@@ -6,7 +6,7 @@ BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X backstop/probe/internal/cli.Version=$(VERSION)
 
-.PHONY: all build probe test test-short lint fmt vet bench demo deps measure clean
+.PHONY: all build probe test test-short lint fmt vet bench bench-backup demo deps measure clean
 
 all: build
 
@@ -33,6 +33,10 @@ lint:
 ## bench: benchmarks as ratios of a baseline run in the same process, then make measure
 bench: deps probe
 	bash scripts/bench.sh
+
+## bench-backup: probe backup (local, and uploaded to a local S3) against pg_dump -Fc and -Z0 on a >= 1 GB pgbench database
+bench-backup: deps probe
+	bash scripts/bench-backup.sh
 
 ## measure: the probe's RSS and CPU per round against a shell monitor.sh round
 measure: deps probe

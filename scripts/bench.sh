@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: Go benchmarks, each sub-benchmark printed as a ratio of the
 # "baseline" sub-benchmark of the same benchmark (run in the same process),
-# then the probe's resource use against a shell monitor.sh round.
+# then the probe's resource use against a shell monitor.sh round, then the
+# backup benchmark (probe backup against pg_dump on a >= 1 GB database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(go test -run '^$' -bench . -benchmem -count=1 ./shared/... ./probe/... | tee /dev/stderr)
@@ -23,3 +24,5 @@ echo "$out" | awk '
   }'
 echo
 bash scripts/measure-probe.sh
+echo
+bash scripts/bench-backup.sh
