@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -110,8 +112,8 @@ func (e *Engine) Backup(ctx context.Context, o Options) (res Result, err error) 
 	e.logLine("BACKUP id=%s status=start trigger=%s", id, o.Trigger)
 	defer func() {
 		if err != nil {
-			e.logLine("BACKUP id=%s status=failed duration_ms=%d reason=%q", id, time.Since(start).Milliseconds(), oneLine(err.Error(), 300))
-			e.raise(alert.Event{Check: "backup", State: alert.Warn, Summary: "backup failed: " + oneLine(err.Error(), 200),
+			e.logLine("BACKUP id=%s status=failed duration_ms=%d reason=%q", id, time.Since(start).Milliseconds(), clipMiddle(err.Error(), 300))
+			e.raise(alert.Event{Check: "backup", State: alert.Warn, Summary: "backup failed: " + clipMiddle(err.Error(), 200),
 				Detail: err.Error(), IncidentID: id, DedupKey: fmt.Sprintf("probe:%s:backup:%s:failed", e.Host, id)})
 		}
 	}()
@@ -395,6 +397,11 @@ func (e *Engine) reconcile() (*manifest.Catalog, error) {
 	for _, ent := range ents {
 		name := ent.Name()
 		switch {
+		case strings.HasPrefix(name, "."+manifest.ManifestFile+".tmp-"):
+			// a catalog save cut short (atomicfile's temp file)
+			if err := os.Remove(filepath.Join(e.Dir, name)); err != nil {
+				return nil, fmt.Errorf("remove leftover %s: %w", name, err)
+			}
 		case strings.HasSuffix(name, ".partial"):
 			e.log().Info("removing the leftover of an interrupted backup", "dir", name)
 			if err := os.RemoveAll(filepath.Join(e.Dir, name)); err != nil {
@@ -456,24 +463,37 @@ func (e *Engine) expectedSize(cat *manifest.Catalog) int64 {
 }
 
 // applyRetention removes what the policy lets go. It runs under the lock,
-// so no restore is using a snapshot meanwhile.
+// so no restore is using a snapshot meanwhile. The catalog drops the
+// snapshots first; then each directory is renamed to <id>.partial and
+// removed. A crash at any point thus never leaves a listed snapshot
+// without its files, nor a half-removed <id>/ that reconcile would adopt:
+// a leftover <id>.partial is removed by the next backup, and a whole <id>/
+// not yet renamed is adopted again and pruned again.
 func (e *Engine) applyRetention(cat *manifest.Catalog) ([]string, error) {
 	_, remove := PlanRetention(cat.Snapshots, e.Retention, e.now(), nil)
+	if len(remove) == 0 {
+		return nil, nil
+	}
+	for _, id := range remove {
+		cat.Remove(id)
+	}
+	if err := cat.Save(e.catalogPath()); err != nil {
+		return nil, err
+	}
 	var errs []error
 	var removed []string
 	for _, id := range remove {
-		if err := os.RemoveAll(filepath.Join(e.Dir, id)); err != nil {
+		dir := filepath.Join(e.Dir, id)
+		if err := os.Rename(dir, dir+".partial"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", id, err))
 			continue
 		}
-		cat.Remove(id)
+		if err := os.RemoveAll(dir + ".partial"); err != nil {
+			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", id, err))
+			continue
+		}
 		removed = append(removed, id)
 		e.logLine("BACKUP id=%s status=pruned", id)
-	}
-	if len(removed) > 0 {
-		if err := cat.Save(e.catalogPath()); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	return removed, errors.Join(errs...)
 }
@@ -539,6 +559,25 @@ func (e *Engine) logLine(format string, args ...any) {
 	}
 	defer f.Close()
 	f.WriteString(line)
+}
+
+// clipMiddle is oneLine that cuts from the middle: a wrapped error keeps
+// its operation (the start) and its cause (the end, e.g. "no space left on
+// device"), which long paths in between would otherwise push out.
+func clipMiddle(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= max {
+		return s
+	}
+	head := max / 3
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	tail := len(s) - (max - head)
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return s[:head] + "…" + s[tail:]
 }
 
 func human(n int64) string {
