@@ -97,7 +97,7 @@ type DB struct {
 	Size          int64            `json:"size"`        // bytes of File (compressed)
 	SHA256        string           `json:"sha256"`      // lowercase hex SHA-256 of File (compressed)
 	Compression   string           `json:"compression"` // "zstd"
-	Tables        map[string]int64 `json:"tables"`      // table (schema-qualified unless public) -> rows
+	Tables        map[string]int64 `json:"tables"`      // schema-qualified table ("public.users") -> exact rows
 
 	DurationMS    int64  `json:"duration_ms,omitempty"`     // beyond the contract
 	PgDumpVersion string `json:"pg_dump_version,omitempty"` // beyond the contract
