@@ -170,7 +170,7 @@ for r in $(seq 1 "$RUNS"); do
   probe_config "$W/backups-c$r" >"$W/c$r.yaml"
   timed c "$r" "$PROBE" --config "$W/c$r.yaml" backup --no-upload --json
   jq -e '.uploaded == false' "$W/c.$r.out" >/dev/null || die "(c) run $r: unexpected result: $(cat "$W/c.$r.out")"
-  echo " $(snapshot_size "$W/c.$r.out")" >>"$W/c.times"; rm -rf "$W/backups-c$r"; printf ' (c)'
+  echo " $(snapshot_size "$W/c.$r.out") $(jq .manifest.db.duration_ms "$W/c.$r.out")" >>"$W/c.times"; rm -rf "$W/backups-c$r"; printf ' (c)'
 
   probe_config "$W/backups-d$r" >"$W/d$r.yaml"
   v0=$(vgw_ticks)
@@ -189,7 +189,7 @@ done
 pick() { sort -n -k1,1 "$W/$1.times" | awk -v n="$RUNS" 'NR == int((n + 1) / 2) {printf "%s %.2f %s %s %s", $1, $2 + $3, $4, $5, $6}'; }
 read -r aw ac as _ <<<"$(pick a)"
 read -r bw bc bs _ <<<"$(pick b)"
-read -r cw cc cs _ <<<"$(pick c)"
+read -r cw cc cs cdb _ <<<"$(pick c)"
 read -r dw dc ds d3 dv <<<"$(pick d)"
 
 say "results ($(nproc) cores shared with other work; caches warm, not dropped: page cache cannot be dropped here)"
@@ -203,6 +203,8 @@ row "(d) probe backup, S3 upload" "$dw" "$dc" "$ds"
 echo "cpu = user + system time of the command and its children (pg_dump under the probe); the"
 echo "PostgreSQL server's work is the same in every case and not counted. versitygw used"
 echo "$dv s CPU in (d)'s counted run; the object it stored is $(awk -v b="$d3" 'BEGIN {printf "%.1f", b / 1e6}') MB."
+echo "(c) spent $(awk -v m="$cdb" 'BEGIN {printf "%.2f", m / 1000}') s in the dump itself (manifest db.duration_ms); the rest is before it"
+echo "(connect, exact row counts for the manifest, pg_dump preflight) and after it (manifest, catalog)."
 echo "database $DB_BYTES bytes (pg_database_size), pgbench scale $SCALE; probe config: the database only."
 
 say "targets"
