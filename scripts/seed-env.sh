@@ -54,6 +54,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 60 -s
   -addext subjectAltName=DNS:psytech.demo -keyout "$W/tls.key" -out "$W/tls.pem" 2>/dev/null
 echo "TLS certificate for psytech.demo, 60 days left"
 
+mkdir -p "$W/appdata/uploads/2026" && echo "patient record" >"$W/appdata/uploads/2026/カルテ.txt" && head -c 2000000 /dev/urandom >"$W/appdata/uploads/scan.bin"
 cat >"$W/probe.yaml" <<YAML
 host: psyfit-demo
 timezone: Asia/Tokyo
@@ -67,6 +68,9 @@ checks:
   - {name: tls, type: tls, cert_file: $W/tls.pem, ca_file: $W/tls.pem, server_name: psytech.demo, interval: $INTERVAL, timeout: $INTERVAL}
   - {name: db, type: postgres, dsn: "\${DATABASE_URL}", min_rows: {users: 1}, migration_revision: 0042_add_visits, interval: $INTERVAL, timeout: $INTERVAL}
   - {name: redis, type: redis, address: "127.0.0.1:$REDIS_PORT", password: "\${REDIS_PASSWORD}", interval: $INTERVAL, timeout: $INTERVAL}
+store: {dir: $W/offsite}
+backup: {dir: $W/backups, data_dir: $W/appdata, retention: {count: 3}}
+rollback: {log: $W/rollback.log}
 alerts:
   to: [ops@example.jp]
   from: noreply@psytech.demo
