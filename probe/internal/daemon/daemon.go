@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"backstop/shared/atomicfile"
 	"backstop/shared/mail"
 	"backstop/shared/manifest"
+	"backstop/shared/store"
 )
 
 // ShutdownGrace bounds how long in-flight checks may go on after SIGTERM
@@ -57,7 +59,12 @@ type Daemon struct {
 	minInterval time.Duration
 	started     time.Time
 	snapshots   *snapshot.Engine // nil: no backup configured
+	store       store.Store      // off-site store for the heartbeat; nil: none
 }
+
+// heartbeatTimeout bounds the heartbeat upload so a dead store never stalls
+// the rounds.
+const heartbeatTimeout = 10 * time.Second
 
 // New prepares a daemon: it builds every checker, opens the state directory
 // and the outbox and loads the alert state. Nothing runs until Run.
@@ -95,6 +102,9 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
+	if d.store, err = snapshot.NewStore(context.Background(), cfg.Store); err != nil {
+		return nil, err
+	}
 	if cfg.Backup.Database.DSN != "" || cfg.Backup.DataDir != "" {
 		d.snapshots, err = snapshot.FromConfig(context.Background(), cfg, log)
 		if err != nil {
@@ -120,16 +130,25 @@ func NewSender(cfg *config.Config) (outbox.Sender, error) {
 			HTTPClient: &http.Client{Timeout: 30 * time.Second},
 		}}, nil
 	case "store":
-		if cfg.Store.S3 != nil {
-			return nil, errors.New("alerts.via store: the S3 store is not in this build yet; use store.dir (e.g. a mounted NAS) or alerts.via dir/sendgrid")
+		st, err := snapshot.NewStore(context.Background(), cfg.Store)
+		if err != nil {
+			return nil, err
 		}
-		return &outbox.StoreSender{Store: outbox.DirStore{Root: cfg.Store.Dir}}, nil
+		return &outbox.StoreSender{Store: objectWriter{st}}, nil
 	default:
 		if err := os.MkdirAll(a.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create alerts.dir %s: %w", a.Dir, err)
 		}
 		return &outbox.DirSender{Dir: a.Dir, From: a.From, To: a.To}, nil
 	}
+}
+
+// objectWriter lets the outbox write event objects into the shared store.
+type objectWriter struct{ s store.Store }
+
+func (w objectWriter) Put(ctx context.Context, key string, data []byte) error {
+	_, err := w.s.Put(ctx, key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), ContentType: "application/json"})
+	return err
 }
 
 // Run schedules the rounds and serves /metrics and /healthz until ctx ends,
@@ -375,19 +394,15 @@ func (d *Daemon) writeHeartbeat() {
 	d.mu.Unlock()
 	hb.Status = check.Worst(all).String()
 	data, _ := json.MarshalIndent(hb, "", "  ")
-	paths := []string{filepath.Join(d.cfg.StateDir, "heartbeat.json")}
-	if d.cfg.Store.Dir != "" {
-		dir := filepath.Join(d.cfg.Store.Dir, d.cfg.Host)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			d.log.Warn("heartbeat to store", "err", err)
-		} else {
-			paths = append(paths, filepath.Join(dir, "heartbeat.json"))
-		}
+	if err := atomicfile.Write(filepath.Join(d.cfg.StateDir, "heartbeat.json"), data, 0o600); err != nil {
+		d.log.Warn("write heartbeat", "err", err)
 	}
-	for _, p := range paths {
-		if err := atomicfile.Write(p, data, 0o600); err != nil {
-			d.log.Warn("write heartbeat", "err", err)
-			continue
+	if d.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), heartbeatTimeout)
+		err := objectWriter{d.store}.Put(ctx, d.cfg.Host+"/heartbeat.json", data)
+		cancel()
+		if err != nil {
+			d.log.Warn("heartbeat to store", "store", d.store.String(), "err", err)
 		}
 	}
 	d.metrics.heartbeat.Set(float64(hb.At.UnixMilli()) / 1000)
