@@ -22,7 +22,9 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, expected int64) *progress {
-	return &progress{w: w, expected: expected, start: time.Now()}
+	now := time.Now()
+	// the first line waits one interval: a rate from the first bytes is noise
+	return &progress{w: w, expected: expected, start: now, last: now}
 }
 
 // stage returns the writer that counts the bytes of one stage.
