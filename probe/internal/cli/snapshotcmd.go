@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -158,13 +157,13 @@ func (a *app) list(ctx context.Context, args []string) int {
 	for _, m := range snaps {
 		db, data, mig := "-", "-", "-"
 		if m.DB != nil {
-			db = humanSize(m.DB.Size)
+			db = snapshot.HumanSize(m.DB.Size)
 			if m.DB.Migration.Tool != "none" && m.DB.Migration.Tool != "" {
 				mig = m.DB.Migration.Tool + " " + m.DB.Migration.Revision
 			}
 		}
 		if m.Data != nil {
-			data = humanSize(m.Data.Size)
+			data = snapshot.HumanSize(m.Data.Size)
 		}
 		rev := m.App.Revision
 		if len(rev) > 12 {
@@ -283,17 +282,4 @@ func writeJSONValue(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/float64(div)), ".0") + " " + string("KMGTPE"[exp]) + "iB"
 }

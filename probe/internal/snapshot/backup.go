@@ -450,7 +450,7 @@ func (e *Engine) preflightSpace(cat *manifest.Catalog) error {
 	free := int64(st.Bavail) * int64(st.Bsize)
 	if free < need {
 		return fmt.Errorf("%w in %s: %s free, the last snapshot took %s (need 1.2×: %s)", ErrNoSpace, e.Dir,
-			human(free), human(totalSize(last)), human(need))
+			HumanSize(free), HumanSize(totalSize(last)), HumanSize(need))
 	}
 	return nil
 }
@@ -580,7 +580,8 @@ func clipMiddle(s string, max int) string {
 	return s[:head] + "…" + s[tail:]
 }
 
-func human(n int64) string {
+// HumanSize formats bytes for people: "512 B", "1.5 MiB".
+func HumanSize(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -59,7 +59,7 @@ func (p *progress) add(name string, n int) {
 func (p *progress) print(now time.Time) {
 	el := now.Sub(p.start).Seconds()
 	rate := float64(p.total) / max(el, 0.001)
-	line := fmt.Sprintf("\r%-4s %10s  %9s/s", p.name, human(p.total), human(int64(rate)))
+	line := fmt.Sprintf("\r%-4s %10s  %9s/s", p.name, HumanSize(p.total), HumanSize(int64(rate)))
 	if p.expected > 0 && rate > 0 && p.total < p.expected {
 		eta := time.Duration(float64(p.expected-p.total) / rate * float64(time.Second)).Round(time.Second)
 		line += fmt.Sprintf("  ETA %s", eta)
