@@ -9,6 +9,8 @@
 //	{"sleep": "2s"}        sleep before answering, ignoring the deadline
 //	{"exit": 3}            exit the process mid-invocation
 //	{"bytes": 7000000}     answer with that many bytes of padding
+//	{"post": "unknown"}    POST to the Runtime API itself (see post) and report the answer
+//	{"secret": "name"}     read a Secrets Manager secret (SDK default config)
 //
 // Environment: ECHOFN_INIT_FAIL=msg makes init fail (log.Fatal before
 // lambda.Start), as a function with a bad config does.

@@ -3,21 +3,29 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
 // request is the payload's controls; the payload itself is echoed whole.
 type request struct {
-	Fail  string `json:"fail"`
-	Sleep string `json:"sleep"`
-	Exit  *int   `json:"exit"`
-	Bytes int    `json:"bytes"`
+	Fail   string `json:"fail"`
+	Sleep  string `json:"sleep"`
+	Exit   *int   `json:"exit"`
+	Bytes  int    `json:"bytes"`
+	Post   string `json:"post"`
+	Secret string `json:"secret"`
 }
 
 // Response is what the function answers.
@@ -32,13 +40,20 @@ type Response struct {
 	PID          int             `json:"pid"`
 	Invocation   int             `json:"invocation"` // 1 on a cold process, 2.. when warm
 	Padding      string          `json:"padding,omitempty"`
+	PostStatus   int             `json:"post_status,omitempty"`
+	PostBody     string          `json:"post_body,omitempty"`
+	SecretValue  string          `json:"secret_value,omitempty"`
 }
 
 type echoError struct{ msg string }
 
 func (e *echoError) Error() string { return e.msg }
 
-type handler struct{ invocations int }
+type handler struct {
+	invocations int
+	lastID      string
+	secrets     *secretsmanager.Client
+}
 
 func (h *handler) Handle(ctx context.Context, payload json.RawMessage) (*Response, error) {
 	h.invocations++
@@ -75,6 +90,21 @@ func (h *handler) Handle(ctx context.Context, payload json.RawMessage) (*Respons
 	if d, ok := ctx.Deadline(); ok {
 		r.DeadlineMS = d.UnixMilli()
 	}
+	prev := h.lastID
+	h.lastID = r.RequestID
+	if req.Post != "" {
+		var err error
+		if r.PostStatus, r.PostBody, err = post(ctx, req.Post, r.RequestID, prev); err != nil {
+			return nil, err
+		}
+	}
+	if req.Secret != "" {
+		out, err := h.secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(req.Secret)})
+		if err != nil {
+			return nil, fmt.Errorf("get secret %s: %w", req.Secret, err)
+		}
+		r.SecretValue = aws.ToString(out.SecretString)
+	}
 	return r, nil
 }
 
@@ -82,5 +112,41 @@ func main() {
 	if msg := os.Getenv("ECHOFN_INIT_FAIL"); msg != "" {
 		log.Fatalf("echofn: init: %s", msg)
 	}
-	lambda.Start((&handler{}).Handle)
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		log.Fatalf("echofn: load AWS config: %v", err)
+	}
+	lambda.Start((&handler{secrets: secretsmanager.NewFromConfig(cfg)}).Handle)
+}
+
+// post makes a Runtime API call the runtime client never would, and
+// returns the status and body the API answered:
+//
+//	"unknown"    a response for a request id the service never issued
+//	"previous"   a response for the previous, already answered invocation
+//	"bad-error"  an error for this invocation whose body is not JSON
+func post(ctx context.Context, what, id, prev string) (int, string, error) {
+	base := "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API") + "/2018-06-01/runtime/invocation/"
+	var url, body string
+	switch what {
+	case "unknown":
+		url, body = base+"00000000-0000-4000-8000-000000000000/response", `"hello"`
+	case "previous":
+		url, body = base+prev+"/response", `"again"`
+	case "bad-error":
+		url, body = base+id+"/error", "not json"
+	default:
+		return 0, "", fmt.Errorf("post %q: unknown", what)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("post %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
 }
