@@ -6,7 +6,7 @@ BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X backstop/probe/internal/cli.Version=$(VERSION)
 
-.PHONY: all build probe test test-short lint fmt vet bench bench-backup demo deps measure clean
+.PHONY: all build probe functions build-UptimeFunction build-AlertFunction test test-short lint fmt vet bench bench-backup demo deps measure clean
 
 all: build
 
@@ -15,6 +15,32 @@ build: probe
 ## probe: one static binary for the host
 probe:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/probe ./probe
+
+## The Lambda functions: provided.al2023 on arm64 runs a static binary named
+## bootstrap. Runtime API client only (lambda.norpc), no cgo, no local paths.
+FUNCTIONS := uptime alert
+LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags '-s -w'
+
+## build-<LogicalId>: what `sam build` runs for a function with
+## Metadata BuildMethod: makefile and CodeUri: . (this Makefile), with
+## ARTIFACTS_DIR set to the directory it packages.
+build-UptimeFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it (or use make functions)"; exit 2; }
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/uptime
+
+build-AlertFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it (or use make functions)"; exit 2; }
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/alert
+
+## functions: every function's bootstrap as sam builds it, in bin/functions/<name>/, with its size
+functions:
+	@for f in $(FUNCTIONS); do \
+		echo "$(LAMBDA_BUILD) -o $(BIN)/functions/$$f/bootstrap ./functions/$$f"; \
+		$(LAMBDA_BUILD) -o $(BIN)/functions/$$f/bootstrap ./functions/$$f || exit 1; \
+	done
+	@for f in $(FUNCTIONS); do \
+		printf '%-8s %s bytes\n' "$$f" "$$(stat -c %s $(BIN)/functions/$$f/bootstrap)"; \
+	done
 
 deps:
 	bash scripts/deps.sh
