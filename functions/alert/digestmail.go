@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"backstop/shared/mail"
+)
+
+// digestTags are the subject tags mail.Render gives, in the order a
+// digest's subject counts them.
+var digestTags = []string{"DOWN", "STILL DOWN", "WARN", "RECOVERED", "WARN CLEARED", "INFO"}
+
+type digestRow struct {
+	At, Subject, Detail string
+}
+
+type digestView struct {
+	Lang, Subject, Title, Intro string
+	Rows                        []digestRow
+}
+
+// renderDigest writes one mail for a storm's held events: the subject
+// keeps an English [DIGEST] tag and counts by tag; the body lists each
+// event's own subject, time and detail, oldest first, in the locale of
+// the first event (or locale when it has none).
+func renderDigest(host string, held []heldEvent, locale string, loc *time.Location) mail.Message {
+	evs := make([]heldEvent, len(held))
+	copy(evs, held)
+	slices.SortStableFunc(evs, func(a, b heldEvent) int { return a.Event.At.Compare(b.Event.At) })
+	if len(evs) > 0 && evs[0].Event.Locale != "" {
+		locale = evs[0].Event.Locale
+	}
+	counts := map[string]int{}
+	v := digestView{Lang: "en"}
+	var first, last time.Time
+	for i, h := range evs {
+		m := mail.Render(h.Event)
+		tag, _, _ := strings.Cut(strings.TrimPrefix(m.Subject, "["), "]")
+		counts[tag]++
+		at := h.Event.At
+		if at.Location() == time.UTC && loc != nil {
+			at = at.In(loc)
+		}
+		if i == 0 {
+			first = at
+		}
+		last = at
+		v.Rows = append(v.Rows, digestRow{At: at.Format("2006-01-02 15:04:05 -07:00"), Subject: m.Subject, Detail: h.Event.Detail})
+	}
+	var parts []string
+	for _, tag := range digestTags {
+		if n := counts[tag]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, tag))
+			delete(counts, tag)
+		}
+	}
+	for _, tag := range slices.Sorted(maps.Keys(counts)) { // tags newer than this list
+		parts = append(parts, fmt.Sprintf("%d %s", counts[tag], tag))
+	}
+	v.Subject = fmt.Sprintf("[DIGEST] %s — %d alerts: %s", host, len(evs), strings.Join(parts, ", "))
+	span := last.Sub(first).Round(time.Second)
+	if locale == "ja" {
+		v.Lang = "ja"
+		v.Title = fmt.Sprintf("【アラート多発】%s で %d 件のアラート", host, len(evs))
+		v.Intro = fmt.Sprintf("短時間に多数のアラートが発生したため、%s の間の %d 件をまとめてお知らせします。", span, len(evs))
+	} else {
+		v.Title = fmt.Sprintf("STORM: %d alerts for %s", len(evs), host)
+		v.Intro = fmt.Sprintf("Too many alerts arrived for this host at once; these %d, over %s, come in one e-mail.", len(evs), span)
+	}
+	return mail.Message{Subject: v.Subject, Text: v.text(), HTML: v.html()}
+}
+
+func (v digestView) text() string {
+	var b strings.Builder
+	b.WriteString(v.Title + "\n\n" + v.Intro + "\n\n")
+	for _, r := range v.Rows {
+		b.WriteString(r.At + "  " + r.Subject + "\n")
+		if r.Detail != "" {
+			b.WriteString("    " + strings.ReplaceAll(r.Detail, "\n", "\n    ") + "\n")
+		}
+	}
+	b.WriteString("\n-- \nbackstop\n")
+	return b.String()
+}
+
+var digestPage = template.Must(template.New("digest").Parse(`<!DOCTYPE html>
+<html lang="{{.Lang}}">
+<head><meta charset="utf-8"><title>{{.Subject}}</title></head>
+<body style="font-family: sans-serif; color: #222;">
+<h2 style="color: #b00020;">{{.Title}}</h2>
+<p>{{.Intro}}</p>
+<table style="border-collapse: collapse;">
+{{range .Rows}}<tr><td style="padding: 2px 12px 2px 0; vertical-align: top; white-space: nowrap;">{{.At}}</td><td style="padding: 2px 0;"><b>{{.Subject}}</b>{{if .Detail}}<br><span style="color: #555; white-space: pre-wrap;">{{.Detail}}</span>{{end}}</td></tr>
+{{end}}</table>
+<p style="color: #999; font-size: small;">backstop</p>
+</body>
+</html>
+`))
+
+func (v digestView) html() string {
+	var b bytes.Buffer
+	if err := digestPage.Execute(&b, v); err != nil {
+		// The template and the view are fixed; an error here is a bug.
+		panic(fmt.Sprintf("render digest html: %v", err))
+	}
+	return b.String()
+}
