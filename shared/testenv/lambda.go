@@ -81,8 +81,10 @@ type InvokeResult struct {
 // /2018-06-01/runtime/init/error) on 127.0.0.1 with the bootstrap running
 // against it, owned by one test.
 //
-// Like the service, it runs one process at a time, handing it invocations
-// one by one in the order queued; a process that exits or passes a
+// Like one sandbox of the service, it runs one process at a time, handing
+// it invocations one by one in the order queued (for overlapping
+// invocations start two Lambdas from the same bootstrap, as the service
+// would run two sandboxes); a process that exits or passes a
 // deadline fails its invocation ("Runtime.ExitError", "Sandbox.Timedout",
 // and a timed-out process is killed), and the next invocation starts a
 // fresh process (a new cold start). A response or error for a request id
@@ -477,6 +479,10 @@ func (l *Lambda) next(p *lambdaProc, w http.ResponseWriter, r *http.Request) {
 			l.mu.Unlock()
 			apiError(w, http.StatusGone, "Runtime.Stopped", "the sandbox is gone")
 			return
+		}
+		if prev := p.inflight; prev != nil {
+			// The runtime must answer before asking for more.
+			l.finishLocked(prev, InvokeResult{Err: fmt.Errorf("lambda %s: the runtime asked for the next invocation without answering request %s", l.FunctionName, prev.id)})
 		}
 		if len(l.queue) > 0 {
 			inv := l.queue[0]

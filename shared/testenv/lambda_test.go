@@ -212,6 +212,9 @@ func TestLambdaFailures(t *testing.T) {
 			if n := l.Processes(); n != 2 {
 				t.Errorf("Processes() = %d, want 2", n)
 			}
+			if cold := l.ColdStart(); cold <= 0 {
+				t.Errorf("ColdStart() of the fresh process = %s, want > 0", cold)
+			}
 		})
 	}
 }
