@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"backstop/shared/testenv"
+)
+
+// The built bootstrap, run under the Lambda Runtime API harness with
+// versitygw, moto_server and the SendGrid stand-in: an S3 notification
+// for an event object is one mail, and the same invocation again is
+// still one; malformed input is a function error; a missing setting
+// stops the function at start, naming it.
+func TestBootstrapEndToEnd(t *testing.T) {
+	r := newRig(t, testKey)
+	bin := testenv.BuildBootstrap(t, "backstop/functions/alert")
+	env := map[string]string{
+		"STATE_BUCKET":          r.s3.Bucket,
+		"SENDGRID_SECRET_ARN":   r.secret,
+		"ALERT_TO":              testTo + ", oncall@example.jp",
+		"ALERT_FROM":            "backstop <" + testFrom + ">",
+		"SENDGRID_ENDPOINT":     r.sg.URL,
+		"S3_PATH_STYLE":         "true",
+		"AWS_ENDPOINT_URL_S3":   r.s3.Endpoint,
+		"AWS_ACCESS_KEY_ID":     r.s3.AccessKey, // moto takes any credentials
+		"AWS_SECRET_ACCESS_KEY": r.s3.SecretKey,
+		"AWS_REGION":            r.s3.Region,
+		"ALERT_TIMEZONE":        "Asia/Tokyo",
+	}
+	for k, v := range r.moto.Env() {
+		env[k] = v
+	}
+	fn := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: env})
+
+	ev := downEvent(t, "e2e")
+	key := eventsDir + "20250301T001500Z-e2e000000000.json"
+	r.putEvent(t, key, ev)
+	note := r.s3Notification(t, s3obj{key: key})
+
+	cases := []struct {
+		name string
+		want Result
+	}{
+		{"first delivery", Result{Sent: 1}},
+		{"the same invocation again", Result{Duplicates: 1}},
+	}
+	for _, c := range cases {
+		resp, fnErr := fn.Invoke(t, note)
+		if fnErr != nil {
+			t.Fatalf("%s: function error %v", c.name, fnErr)
+		}
+		var got Result
+		if err := json.Unmarshal(resp, &got); err != nil || got != c.want {
+			t.Errorf("%s: response %s, want %+v", c.name, resp, c.want)
+		}
+	}
+	acc := r.sg.Accepted()
+	if len(acc) != 1 {
+		t.Fatalf("%d mails, want 1", len(acc))
+	}
+	if m := acc[0]; m.Subject != "[DOWN] web-health-e2e — HTTP 502" || m.From != testFrom ||
+		strings.Join(m.To, ",") != testTo+",oncall@example.jp" || !strings.Contains(m.HTML, "<h2") {
+		t.Errorf("mail %+v, want the [DOWN] mail with HTML to both recipients", m)
+	}
+
+	_, fnErr := fn.Invoke(t, []byte(`{"source":"probe","host":"psyfit-prod","state":"down"}`))
+	if fnErr == nil || !strings.Contains(fnErr.ErrorMessage, "missing check, dedup_key, at") {
+		t.Errorf("malformed direct invocation: %v, want a function error naming the missing fields", fnErr)
+	}
+	if strings.Contains(fn.Logs(), testKey) {
+		t.Errorf("the function's log reveals the API key")
+	}
+
+	delete(env, "STATE_BUCKET")
+	bad := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: env})
+	if _, fnErr := bad.Invoke(t, note); fnErr == nil || !strings.Contains(bad.Logs(), "STATE_BUCKET: required") {
+		t.Errorf("without STATE_BUCKET: %v, logs %q; want a failed start naming it", fnErr, bad.Logs())
+	}
+	if n := len(r.sg.Accepted()); n != 1 {
+		t.Errorf("%d mails in the end, want 1", n)
+	}
+}
