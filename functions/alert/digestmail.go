@@ -64,16 +64,34 @@ func renderDigest(host string, held []heldEvent, locale string, loc *time.Locati
 		parts = append(parts, fmt.Sprintf("%d %s", counts[tag], tag))
 	}
 	v.Subject = fmt.Sprintf("[DIGEST] %s — %d alerts: %s", host, len(evs), strings.Join(parts, ", "))
-	span := last.Sub(first).Round(time.Second)
+	span := last.Sub(first)
 	if locale == "ja" {
 		v.Lang = "ja"
 		v.Title = fmt.Sprintf("【アラート多発】%s で %d 件のアラート", host, len(evs))
-		v.Intro = fmt.Sprintf("短時間に多数のアラートが発生したため、%s の間の %d 件をまとめてお知らせします。", span, len(evs))
+		v.Intro = fmt.Sprintf("短時間に多数のアラートが発生したため、%sの間の%d件をまとめてお知らせします。", spanText(span, true), len(evs))
 	} else {
 		v.Title = fmt.Sprintf("STORM: %d alerts for %s", len(evs), host)
-		v.Intro = fmt.Sprintf("Too many alerts arrived for this host at once; these %d, over %s, come in one e-mail.", len(evs), span)
+		v.Intro = fmt.Sprintf("Too many alerts arrived for this host at once; these %d, over %s, come in one e-mail.", len(evs), spanText(span, false))
 	}
 	return mail.Message{Subject: v.Subject, Text: v.text(), HTML: v.html()}
+}
+
+// spanText writes a storm's span: 45s, 3m, 1h5m (ja: 45秒, 3分, 1時間5分).
+func spanText(d time.Duration, ja bool) string {
+	h, m, s := "h", "m", "s"
+	if ja {
+		h, m, s = "時間", "分", "秒"
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d%s", int(d/time.Second), s)
+	case d < time.Hour:
+		return fmt.Sprintf("%d%s", int(d/time.Minute), m)
+	case d%time.Hour < time.Minute:
+		return fmt.Sprintf("%d%s", int(d/time.Hour), h)
+	default:
+		return fmt.Sprintf("%d%s%d%s", int(d/time.Hour), h, int(d%time.Hour/time.Minute), m)
+	}
 }
 
 func (v digestView) text() string {
