@@ -20,7 +20,7 @@ type envSettings struct {
 //	TARGETS        inline targets JSON (the template parameter), or else
 //	TARGETS_KEY    the targets object, e.g. uptime/targets.json, in
 //	TARGETS_BUCKET (default STATE_BUCKET)
-//	CONCURRENCY    checks in flight, default 64
+//	CONCURRENCY    checks in flight, default 128
 //	RETRY_PAUSE    pause before the retry of a failure, default 2s ("0s": none)
 //	RESERVE        time kept back from the checks to save the state, default 3s
 //	INTERVAL       the schedule's rate, default 1m

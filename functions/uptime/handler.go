@@ -36,7 +36,7 @@ type Config struct {
 	TargetsBucket string
 	TargetsKey    string
 
-	Concurrency int           // checks in flight at once, default 64
+	Concurrency int           // checks in flight at once, default 128
 	RetryPause  time.Duration // pause before the one retry of a failure, default 2s; < 0: none
 	Reserve     time.Duration // time kept back from the checks to save state, default 3s
 	Interval    time.Duration // the schedule's rate: minutes each observation counts for, default 1m
@@ -51,7 +51,7 @@ type Config struct {
 const (
 	DefaultStateKey     = "uptime/state.json"
 	DefaultEventsPrefix = "uptime/events/"
-	DefaultConcurrency  = 64
+	DefaultConcurrency  = 128
 	DefaultRetryPause   = 2 * time.Second
 	DefaultReserve      = 3 * time.Second
 	DefaultInterval     = time.Minute
