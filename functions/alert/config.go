@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -31,8 +31,7 @@ import (
 //	SENDGRID_ENDPOINT    SendGrid API base URL (tests)                                         https://api.sendgrid.com
 //	S3_PATH_STYLE        true: path-style S3 requests (S3-compatible servers)                  false
 //
-// Endpoints of AWS services follow the SDK's own variables
-// (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SECRETS_MANAGER).
+// AWS settings are read by NewHandler.
 type Config struct {
 	Bucket, SecretID string
 	To               []string
@@ -123,16 +122,43 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// NewHandler builds the handler with AWS clients from the SDK's default
-// chain (the function's role in Lambda).
-func NewHandler(ctx context.Context, c Config, log *slog.Logger) (*Handler, error) {
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load AWS config: %w", err)
+// NewHandler builds the handler with AWS clients configured as Lambda
+// configures a function: region and the execution role's credentials from
+// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+// AWS_SESSION_TOKEN, endpoints from AWS_ENDPOINT_URL_S3,
+// AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL when set. Reading
+// them directly, rather than through the SDK's config package with its
+// profiles, SSO and STS chains, keeps the bootstrap several MB smaller.
+func NewHandler(getenv func(string) string, c Config, log *slog.Logger) (*Handler, error) {
+	region := getenv("AWS_REGION")
+	if region == "" {
+		region = getenv("AWS_DEFAULT_REGION")
+	}
+	if region == "" {
+		return nil, errors.New("AWS_REGION: not set (Lambda sets it)")
+	}
+	if getenv("AWS_ACCESS_KEY_ID") == "" || getenv("AWS_SECRET_ACCESS_KEY") == "" {
+		return nil, errors.New("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set (Lambda sets them from the execution role)")
+	}
+	awsCfg := aws.Config{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")),
+	}
+	endpoint := func(service string) *string {
+		for _, k := range []string{"AWS_ENDPOINT_URL_" + service, "AWS_ENDPOINT_URL"} {
+			if v := getenv(k); v != "" {
+				return aws.String(v)
+			}
+		}
+		return nil
 	}
 	return &Handler{
-		S3:       s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = c.S3PathStyle }),
-		Secrets:  secretsmanager.NewFromConfig(awsCfg),
+		S3: s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+			o.UsePathStyle, o.BaseEndpoint = c.S3PathStyle, endpoint("S3")
+		}),
+		Secrets: secretsmanager.NewFromConfig(awsCfg, func(o *secretsmanager.Options) {
+			o.BaseEndpoint = endpoint("SECRETS_MANAGER")
+		}),
 		Bucket:   c.Bucket,
 		SecretID: c.SecretID,
 		Mail: mail.SendGrid{

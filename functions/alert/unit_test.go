@@ -187,3 +187,27 @@ func TestRenderDigestGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestNewHandlerNeedsTheLambdaEnvironment(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"complete", map[string]string{"AWS_REGION": "ap-northeast-1", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"}, ""},
+		{"default region", map[string]string{"AWS_DEFAULT_REGION": "ap-northeast-1", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"}, ""},
+		{"no region", map[string]string{"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"}, "AWS_REGION: not set"},
+		{"no credentials", map[string]string{"AWS_REGION": "ap-northeast-1"}, "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, err := NewHandler(func(k string) string { return c.env[k] }, Config{Bucket: "b", SecretID: "s", DigestThreshold: 10}, nil)
+			switch {
+			case c.wantErr == "" && (err != nil || h.Bucket != "b" || h.DigestThreshold != 10):
+				t.Errorf("handler %+v, error %v", h, err)
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Errorf("error %v, want %q", err, c.wantErr)
+			}
+		})
+	}
+}
