@@ -33,6 +33,7 @@ func TestBootstrapEndToEnd(t *testing.T) {
 		env[k] = v
 	}
 	fn := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: env})
+	t.Logf("cold start (process start to its first /next): %s", fn.ColdStart()) // a figure, not a pass/fail
 
 	ev := downEvent(t, "e2e")
 	key := eventsDir + "20250301T001500Z-e2e000000000.json"
