@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,8 +11,8 @@ import (
 
 // The built bootstrap, run under the Lambda Runtime API harness with
 // versitygw, moto_server and the SendGrid stand-in: an S3 notification
-// for an event object is one mail, and the same invocation again is
-// still one; malformed input is a function error; a missing setting
+// (and an EventBridge event) for an event object is one mail, and the
+// same invocation again is still one; malformed input is a function error; a missing setting
 // stops the function at start, naming it.
 func TestBootstrapEndToEnd(t *testing.T) {
 	r := newRig(t, testKey)
@@ -66,6 +67,16 @@ func TestBootstrapEndToEnd(t *testing.T) {
 		t.Errorf("mail %+v, want the [DOWN] mail with HTML to both recipients", m)
 	}
 
+	// As template.yaml delivers them: S3 -> EventBridge -> the function.
+	r.putEvent(t, eventsDir+"20250301T001500Z-3fa2c1d4e5f6.json", downEvent(t, "e2e-eventbridge"))
+	for _, want := range []Result{{Sent: 1}, {Duplicates: 1}} {
+		resp, fnErr := fn.Invoke(t, readTestdata(t, "eventbridge-s3-object-created.json"))
+		var got Result
+		if fnErr != nil || json.Unmarshal(resp, &got) != nil || got != want {
+			t.Errorf("EventBridge event: %s, %v; want %+v", resp, fnErr, want)
+		}
+	}
+
 	_, fnErr := fn.Invoke(t, []byte(`{"source":"probe","host":"psyfit-prod","state":"down"}`))
 	if fnErr == nil || !strings.Contains(fnErr.ErrorMessage, "missing check, dedup_key, at") {
 		t.Errorf("malformed direct invocation: %v, want a function error naming the missing fields", fnErr)
@@ -79,7 +90,7 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	if _, fnErr := bad.Invoke(t, note); fnErr == nil || !strings.Contains(bad.Logs(), "STATE_BUCKET: required") {
 		t.Errorf("without STATE_BUCKET: %v, logs %q; want a failed start naming it", fnErr, bad.Logs())
 	}
-	if n := len(r.sg.Accepted()); n != 1 {
-		t.Errorf("%d mails in the end, want 1", n)
+	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] web-health-e2e — HTTP 502", "[DOWN] web-health-e2e-eventbridge — HTTP 502"}) {
+		t.Errorf("mails in the end %q, want one per event", got)
 	}
 }

@@ -424,3 +424,40 @@ func TestStormAcrossInvocations(t *testing.T) {
 		t.Errorf("mails %q, want 3 alone and one digest of 4", subj)
 	}
 }
+
+// template.yaml routes S3's events through EventBridge: the "Object
+// Created" shape is read like a notification (the key as given, or
+// URL-decoded when only that exists), once.
+func TestEventBridgeObjectCreated(t *testing.T) {
+	r := newRig(t, testKey)
+	raw := readTestdata(t, "eventbridge-s3-object-created.json")
+	if !strings.Contains(string(raw), `"name": "`+r.s3.Bucket+`"`) {
+		t.Fatalf("testdata names another bucket than %s", r.s3.Bucket)
+	}
+	ev := downEvent(t, "eventbridge")
+	r.putEvent(t, eventsDir+"20250301T001500Z-3fa2c1d4e5f6.json", ev)
+	enc := downEvent(t, "eventbridge-encoded")
+	r.putEvent(t, eventsDir+"20250301T001500Z-0000000000ee.json", enc)
+	cases := []struct {
+		name    string
+		payload string
+		want    Result
+	}{
+		{"object created", string(raw), Result{Sent: 1}},
+		{"delivered again", string(raw), Result{Duplicates: 1}},
+		{"URL-encoded key", strings.Replace(strings.Replace(string(raw), "ops team", "ops+team", 1), "3fa2c1d4e5f6", "0000000000ee", 1), Result{Sent: 1}},
+		{"missing object", strings.Replace(string(raw), "3fa2c1d4e5f6", "ffffffffffff", 1), Result{Missing: 1}},
+		{"object deleted", strings.Replace(string(raw), `"Object Created"`, `"Object Deleted"`, 1), Result{Ignored: 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := r.invoke(t, []byte(c.payload))
+			if err != nil || res != c.want {
+				t.Errorf("%+v, %v; want %+v", res, err, c.want)
+			}
+		})
+	}
+	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] web-health-eventbridge — HTTP 502", "[DOWN] web-health-eventbridge-encoded — HTTP 502"}) {
+		t.Errorf("mails %q", got)
+	}
+}

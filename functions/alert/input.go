@@ -24,15 +24,18 @@ var ErrMalformed = errors.New("malformed alert input")
 // maxEventBytes bounds what is read of one event object.
 const maxEventBytes = 1 << 20
 
-// collect turns the payload into events. It recognises three shapes:
-// {"Records": [...]} with S3 records (eventSource aws:s3) or SNS records
-// (EventSource aws:sns), S3's s3:TestEvent, and one alert.Event. Each
+// collect turns the payload into events. It recognises: {"Records":
+// [...]} with S3 notification records (eventSource aws:s3) or SNS records
+// (EventSource aws:sns); S3's s3:TestEvent; an EventBridge "Object
+// Created" event from S3 (source aws.s3); and one alert.Event. Each
 // record is decoded on its own, so one bad record costs only itself.
 func (h *Handler) collect(ctx context.Context, payload json.RawMessage, res *Result) ([]item, []error) {
 	var top struct {
-		Records []json.RawMessage `json:"Records"`
-		Event   string            `json:"Event"` // s3:TestEvent
-		Service string            `json:"Service"`
+		Records    []json.RawMessage `json:"Records"`
+		Event      string            `json:"Event"` // s3:TestEvent
+		Service    string            `json:"Service"`
+		Source     string            `json:"source"`      // EventBridge: aws.s3
+		DetailType string            `json:"detail-type"` // EventBridge: Object Created
 	}
 	if err := json.Unmarshal(payload, &top); err != nil {
 		return nil, []error{fmt.Errorf("decode payload: %v: %w", err, ErrMalformed)}
@@ -42,6 +45,15 @@ func (h *Handler) collect(ctx context.Context, payload json.RawMessage, res *Res
 		res.Ignored++
 		h.logger().Info("S3 test event ignored", "service", top.Service)
 		return nil, nil
+	case top.Source == "aws.s3" && top.DetailType != "":
+		it, ok, err := h.fromEventBridge(ctx, payload, res)
+		if err != nil {
+			return nil, []error{err}
+		}
+		if !ok {
+			return nil, nil
+		}
+		return []item{it}, nil
 	case top.Records == nil:
 		ev, err := decodeEvent(payload)
 		if err != nil {
@@ -89,9 +101,8 @@ func isEventKey(key string) bool {
 	return i > 0 && strings.HasSuffix(key, ".json") && !strings.Contains(key[i+len("/events/"):], "/")
 }
 
-// fromS3 reads the event object one S3 record names. Records that are not
-// about a new event object are ignored (ok false); an object that is gone
-// is counted as missing and skipped, since retrying cannot bring it back.
+// fromS3 reads the event object one S3 notification record names;
+// records that are not about a new object are ignored (ok false).
 func (h *Handler) fromS3(ctx context.Context, raw json.RawMessage, res *Result) (item, bool, error) {
 	var rec struct {
 		EventName string `json:"eventName"`
@@ -113,24 +124,70 @@ func (h *Handler) fromS3(ctx context.Context, raw json.RawMessage, res *Result) 
 	if err != nil {
 		return item{}, false, fmt.Errorf("S3 record key %q: %v: %w", rec.S3.Object.Key, err, ErrMalformed)
 	}
-	bucket := rec.S3.Bucket.Name
-	origin := "s3://" + bucket + "/" + key
-	if !strings.HasPrefix(rec.EventName, "ObjectCreated:") || !isEventKey(key) {
+	if !strings.HasPrefix(rec.EventName, "ObjectCreated:") {
 		res.Ignored++
-		h.logger().Info("S3 record ignored", "event", rec.EventName, "object", origin)
+		h.logger().Info("S3 record ignored", "event", rec.EventName, "object", "s3://"+rec.S3.Bucket.Name+"/"+key)
+		return item{}, false, nil
+	}
+	return h.readEvent(ctx, rec.S3.Bucket.Name, key, rec.S3.Object.VersionID, res)
+}
+
+// fromEventBridge reads the event object of an EventBridge event from S3
+// (detail-type "Object Created"), as template.yaml routes them.
+func (h *Handler) fromEventBridge(ctx context.Context, payload json.RawMessage, res *Result) (item, bool, error) {
+	var ev struct {
+		DetailType string `json:"detail-type"`
+		Detail     struct {
+			Bucket struct {
+				Name string `json:"name"`
+			} `json:"bucket"`
+			Object struct {
+				Key       string `json:"key"`
+				VersionID string `json:"version-id"`
+			} `json:"object"`
+		} `json:"detail"`
+	}
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return item{}, false, fmt.Errorf("decode EventBridge event: %v: %w", err, ErrMalformed)
+	}
+	if ev.DetailType != "Object Created" {
+		res.Ignored++
+		h.logger().Info("EventBridge event ignored", "detail_type", ev.DetailType, "object", "s3://"+ev.Detail.Bucket.Name+"/"+ev.Detail.Object.Key)
+		return item{}, false, nil
+	}
+	key, missing := ev.Detail.Object.Key, res.Missing
+	it, ok, err := h.readEvent(ctx, ev.Detail.Bucket.Name, key, ev.Detail.Object.VersionID, res)
+	// AWS documents these keys as given, but keys with a space or a
+	// colon have been seen URL-encoded as in S3's own notifications: try
+	// the decoded key before calling the object gone.
+	if dec, derr := url.QueryUnescape(key); err == nil && !ok && res.Missing > missing && derr == nil && dec != key {
+		res.Missing--
+		return h.readEvent(ctx, ev.Detail.Bucket.Name, dec, ev.Detail.Object.VersionID, res)
+	}
+	return it, ok, err
+}
+
+// readEvent reads the event object at bucket/key (at version, when given:
+// still readable when the key was overwritten or deleted since). Keys
+// that are not event objects are ignored (ok false); an object that is
+// gone is counted as missing and skipped, since retrying cannot bring it
+// back.
+func (h *Handler) readEvent(ctx context.Context, bucket, key, version string, res *Result) (item, bool, error) {
+	origin := "s3://" + bucket + "/" + key
+	if !isEventKey(key) {
+		res.Ignored++
+		h.logger().Info("not an event object; ignored", "object", origin)
 		return item{}, false, nil
 	}
 	in := &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}
-	if rec.S3.Object.VersionID != "" && rec.S3.Object.VersionID != "null" {
-		// The version the notification is about: still readable when the
-		// key was overwritten or deleted since.
-		in.VersionId = aws.String(rec.S3.Object.VersionID)
+	if version != "" && version != "null" {
+		in.VersionId = aws.String(version)
 	}
 	out, err := h.S3.GetObject(ctx, in)
 	if err != nil {
 		if isNotFound(err) {
 			res.Missing++
-			h.logger().Warn("event object is gone; skipped", "object", origin, "version", rec.S3.Object.VersionID)
+			h.logger().Warn("event object is gone; skipped", "object", origin, "version", version)
 			return item{}, false, nil
 		}
 		return item{}, false, fmt.Errorf("get %s: %w", origin, err)
