@@ -208,7 +208,7 @@ func (h *Handler) awaitDigest(ctx context.Context, host string, mine []heldItem,
 // giving up the lead.
 func (h *Handler) flushDigest(ctx context.Context, host, id string, held []heldEvent, res *Result) error {
 	m := renderDigest(host, held, h.AlarmLocale, h.location())
-	sendErr := h.send(ctx, m)
+	sendErr := h.send(ctx, m, nil) // a digest goes to the configured recipients
 	if sendErr == nil {
 		res.Digests++
 		h.logger().Info("digest mailed", "host", host, "events", len(held), "subject", m.Subject)

@@ -147,7 +147,7 @@ func (h *Handler) deliver(ctx context.Context, it item, res *Result) (*heldItem,
 		}
 	}
 	m := mail.Render(ev)
-	if err := h.send(ctx, m); err != nil {
+	if err := h.send(ctx, m, it.ev.To); err != nil {
 		h.release(ctx, ref, err)
 		return nil, fmt.Errorf("event %s (%s): %w", ev.DedupKey, it.origin, err)
 	}

@@ -67,6 +67,23 @@ func TestDownEventMailedOnce(t *testing.T) {
 	}
 }
 
+// An event naming its own recipients (an uptime target's "to") is mailed
+// to them, not to the configured ones.
+func TestEventRecipientsOverrideConfigured(t *testing.T) {
+	r := newRig(t, testKey)
+	ev := downEvent(t, "")
+	ev.To = []string{"oncall@example.jp", "clinic@example.jp"}
+	key := eventsDir + "20250301T001500Z-0a0b0c0d0e0f.json"
+	r.putEvent(t, key, ev)
+	if _, err := r.invoke(t, r.s3Notification(t, s3obj{key: key})); err != nil {
+		t.Fatal(err)
+	}
+	got := r.sg.Accepted()
+	if len(got) != 1 || !slices.Equal(got[0].To, ev.To) {
+		t.Fatalf("mails %+v, want one to %v", got, ev.To)
+	}
+}
+
 // A direct invocation carries the event itself; Japanese and English
 // events are rendered in their locale into the SendGrid request.
 func TestDirectInvocationLocales(t *testing.T) {

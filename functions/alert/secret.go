@@ -50,12 +50,14 @@ func (h *Handler) apiKey(ctx context.Context, refresh bool) (string, error) {
 // (the key may have been rotated) and, when it holds another key, sends
 // with that one. Retries of 429/5xx are the mailer's, within ctx's
 // deadline.
-func (h *Handler) send(ctx context.Context, m mail.Message) error {
+// send mails m to the event's own recipients when it names any (to), else
+// to the configured ones.
+func (h *Handler) send(ctx context.Context, m mail.Message, to []string) error {
 	key, err := h.apiKey(ctx, false)
 	if err != nil {
 		return err
 	}
-	err = h.sendWith(ctx, key, m)
+	err = h.sendWith(ctx, key, m, to)
 	var se *mail.StatusError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusUnauthorized {
 		return err
@@ -68,14 +70,17 @@ func (h *Handler) send(ctx context.Context, m mail.Message) error {
 		return fmt.Errorf("%w (secret %s still holds the key SendGrid rejected)", err, h.SecretID)
 	}
 	h.logger().Info("SendGrid rejected the cached API key; sending with the key now in the secret", "secret", h.SecretID)
-	return h.sendWith(ctx, fresh, m)
+	return h.sendWith(ctx, fresh, m, to)
 }
 
-func (h *Handler) sendWith(ctx context.Context, key string, m mail.Message) error {
+func (h *Handler) sendWith(ctx context.Context, key string, m mail.Message, to []string) error {
+	if len(to) == 0 {
+		to = h.Mail.To
+	}
 	s := mail.SendGrid{
 		APIKey:      key,
 		From:        h.Mail.From,
-		To:          h.Mail.To,
+		To:          to,
 		Endpoint:    h.Mail.Endpoint,
 		HTTPClient:  h.Mail.HTTPClient,
 		MaxAttempts: h.Mail.MaxAttempts,

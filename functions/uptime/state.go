@@ -72,13 +72,12 @@ type AppliedRun struct {
 }
 
 // EventObject is what uptime/events/<time>-<hash>.json holds: the alert
-// event contract plus the target's recipients ("to"; empty: the alert
+// event (its To carries the target's recipients; empty: the alert
 // function's default). Key is the object's key: kept in the outbox,
 // left out of the object itself.
 type EventObject struct {
 	alert.Event
-	To  []string `json:"to,omitempty"`
-	Key string   `json:"key,omitempty"`
+	Key string `json:"key,omitempty"`
 }
 
 // run is one invocation's observations, re-applied on every save attempt.
@@ -152,7 +151,8 @@ func (s *State) apply(r *run) []EventObject {
 			if ev.Host == "" {
 				ev.Host = t.host
 			}
-			eo := EventObject{Event: ev, To: t.To, Key: eventKey(r.Prefix, ev)}
+			ev.To = t.To
+			eo := EventObject{Event: ev, Key: eventKey(r.Prefix, ev)}
 			h.LastAlert = &AlertRef{State: ev.State, Kind: ev.Kind, At: ev.At, DedupKey: ev.DedupKey, Key: eo.Key}
 			raised = append(raised, eo)
 		}

@@ -27,11 +27,14 @@ type Event struct {
 	Locale     string    `json:"locale"` // ja | en
 
 	// Optional fields beyond the contract; absent when empty.
-	Kind            string    `json:"kind,omitempty"`             // "" (opened, recovered, info), KindReminder, KindWarnCleared
-	Value           string    `json:"value,omitempty"`            // the observed value, e.g. "502", "91.3%", "9d"
-	Cause           string    `json:"cause,omitempty"`            // up: what had failed (the incident's last summary)
-	Since           time.Time `json:"since,omitzero"`             // when the incident began (first failing observation)
-	DowntimeSeconds int64     `json:"downtime_seconds,omitempty"` // up: seconds from Since to the first good observation
+	Kind            string    `json:"kind,omitempty"`  // "" (opened, recovered, info), KindReminder, KindWarnCleared
+	Value           string    `json:"value,omitempty"` // the observed value, e.g. "502", "91.3%", "9d"
+	Cause           string    `json:"cause,omitempty"` // up: what had failed (the incident's last summary)
+	Since           time.Time `json:"since,omitzero"`  // when the incident began (first failing observation)
+	DowntimeSeconds int64     `json:"downtime_seconds,omitempty"`
+	// To names the recipients of this event (an uptime target's own); empty:
+	// the alert function's configured recipients.
+	To []string `json:"to,omitempty"` // up: seconds from Since to the first good observation
 }
 
 // Event kinds (Event.Kind) that refine a State.
