@@ -126,11 +126,27 @@ type Rollback struct {
 	Canary   *bool    `yaml:"canary"`
 	Log      string   `yaml:"log"`
 	Code     Code     `yaml:"code"`
+	// DBHook runs before the database is restored (e.g. `alembic downgrade
+	// $TARGET_REVISION`); "" = none.
+	DBHook string `yaml:"db_hook"`
+	// Drill is the cron schedule of `probe run`'s restore drill (default
+	// monthly, "0 3 1 * *"); "off" disables it.
+	Drill string `yaml:"drill"`
+	// KeepPre is how many restores' pre-states (<db>_pre_<txn>,
+	// <dir>.pre-<txn>) are kept for `probe revert` (default 2).
+	KeepPre int `yaml:"keep_pre"`
 }
 
 type Code struct {
 	Strategy string `yaml:"strategy"` // docker | git | command | none
 	Proxy    Proxy  `yaml:"proxy"`
+	// Port is the app's port inside its container (docker; default 3000).
+	Port int `yaml:"port"`
+	// Restart is the command run after `git checkout` (git strategy).
+	Restart string `yaml:"restart"`
+	// Command is the hook of the command strategy, run with TXN, SNAPSHOT
+	// and REVISION in its environment.
+	Command string `yaml:"command"`
 }
 
 type Proxy struct {

@@ -152,6 +152,15 @@ func applyDefaults(c *Config, env Env) {
 	if r.Code.Strategy == "" {
 		r.Code.Strategy = "none"
 	}
+	if r.Code.Port == 0 {
+		r.Code.Port = 3000
+	}
+	if r.Drill == "" {
+		r.Drill = "0 3 1 * *"
+	}
+	if r.KeepPre == 0 {
+		r.KeepPre = 2
+	}
 	if c.Commands.Poll == 0 {
 		c.Commands.Poll = Duration(15 * time.Second)
 	}
@@ -208,10 +217,39 @@ func Validate(c *Config) Errors {
 	if p := c.Backup.Database.PgDump; p != "host" && !(strings.HasPrefix(p, "container:") && len(p) > len("container:")) {
 		bad("backup.database.pg_dump", "must be host or container:<name>")
 	}
-	switch c.Rollback.Code.Strategy {
-	case "docker", "git", "command", "none":
+	switch code := c.Rollback.Code; code.Strategy {
+	case "docker":
+		if c.Backup.App.Container == "" {
+			bad("backup.app.container", "required by rollback.code.strategy docker (the app's container name or Kamal prefix)")
+		}
+		if code.Proxy.Container == "" || code.Proxy.Service == "" {
+			bad("rollback.code.proxy", "container and service are required by strategy docker")
+		}
+	case "git":
+		if c.Backup.App.Dir == "" {
+			bad("backup.app.dir", "required by rollback.code.strategy git (the app's git work tree)")
+		}
+		if code.Restart == "" {
+			bad("rollback.code.restart", "required by strategy git (the command that restarts the app)")
+		}
+	case "command":
+		if code.Command == "" {
+			bad("rollback.code.command", "required by strategy command")
+		}
+	case "none":
 	default:
 		bad("rollback.code.strategy", "must be docker, git, command or none")
+	}
+	if p := c.Rollback.Code.Port; p < 1 || p > 65535 {
+		bad("rollback.code.port", "must be 1..65535")
+	}
+	if d := c.Rollback.Drill; d != "off" {
+		if _, err := cron.ParseStandard(d); err != nil {
+			bad("rollback.drill", "not a cron expression (or off): %v", err)
+		}
+	}
+	if c.Rollback.KeepPre < 0 {
+		bad("rollback.keep_pre", "must be ≥ 0")
 	}
 	if u := c.Rollback.ReadyURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
