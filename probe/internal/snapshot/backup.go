@@ -57,6 +57,9 @@ type Engine struct {
 type Options struct {
 	Trigger manifest.Trigger // default manual
 	Notes   string
+	// SkipRetention leaves every snapshot in place (a pre-restore snapshot
+	// must not prune the one being restored).
+	SkipRetention bool
 	Upload  bool // copy to Store in the same pass (when Store is set)
 }
 
@@ -91,10 +94,6 @@ func (e *Engine) key(id, file string) string {
 // (no second read); a failed upload leaves the local snapshot complete and
 // is reported in Result.UploadErr and as an alert event — Push retries it.
 func (e *Engine) Backup(ctx context.Context, o Options) (res Result, err error) {
-	start := e.now()
-	if o.Trigger == "" {
-		o.Trigger = manifest.TriggerManual
-	}
 	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
 		return res, fmt.Errorf("create backup dir %s: %w", e.Dir, err)
 	}
@@ -103,6 +102,19 @@ func (e *Engine) Backup(ctx context.Context, o Options) (res Result, err error) 
 		return res, err
 	}
 	defer unlock()
+	return e.BackupLocked(ctx, o)
+}
+
+// BackupLocked is Backup for a caller that already holds the lock (a
+// restore taking its pre-restore snapshot).
+func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err error) {
+	start := e.now()
+	if o.Trigger == "" {
+		o.Trigger = manifest.TriggerManual
+	}
+	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
+		return res, fmt.Errorf("create backup dir %s: %w", e.Dir, err)
+	}
 
 	cat, err := e.reconcile()
 	if err != nil {
@@ -221,7 +233,9 @@ func (e *Engine) Backup(ctx context.Context, o Options) (res Result, err error) 
 			Summary: "snapshot " + id + " is local only: upload failed", Detail: res.UploadErr + "\nprobe push (or probe run) uploads it later.",
 			IncidentID: id, DedupKey: fmt.Sprintf("probe:%s:backup-upload:%s:failed", e.Host, id)})
 	}
-	res.Removed, err = e.applyRetention(cat)
+	if !o.SkipRetention {
+		res.Removed, err = e.applyRetention(cat)
+	}
 	if err != nil {
 		// the snapshot is made; a pruning problem is reported, not fatal
 		e.log().Warn("retention", "err", err)

@@ -53,6 +53,15 @@ func (e *Engine) Verify(ctx context.Context, id string) (VerifyResult, error) {
 	return e.verifyOne(ctx, cat, id)
 }
 
+// VerifyLocked is Verify for a caller that already holds the lock.
+func (e *Engine) VerifyLocked(ctx context.Context, id string) (VerifyResult, error) {
+	cat, err := manifest.LoadCatalog(e.catalogPath())
+	if err != nil {
+		return VerifyResult{ID: id}, err
+	}
+	return e.verifyOne(ctx, cat, id)
+}
+
 // VerifyAll verifies every snapshot in the catalog, newest first.
 func (e *Engine) VerifyAll(ctx context.Context) ([]VerifyResult, error) {
 	unlock, err := Lock(e.Dir, "verify")
