@@ -60,7 +60,7 @@ type Options struct {
 	// SkipRetention leaves every snapshot in place (a pre-restore snapshot
 	// must not prune the one being restored).
 	SkipRetention bool
-	Upload  bool // copy to Store in the same pass (when Store is set)
+	Upload        bool // copy to Store in the same pass (when Store is set)
 }
 
 // Result is what one backup did.
