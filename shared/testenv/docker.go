@@ -19,6 +19,7 @@ import (
 	neturl "net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -111,6 +112,40 @@ func (d *DockerEnv) Image(t testing.TB, name string) string {
 	}
 	return d.cachedImage(t, name, hash, func(ctx context.Context, tmp, ref string) error {
 		return d.buildImage(ctx, tmp, name, src, ref, hash)
+	})
+}
+
+// ImageAt is Image with the program installed at binPath, an absolute
+// path such as /usr/local/bin/kamal-proxy, instead of /<name>: binPath is
+// the ENTRYPOINT and its directory comes first in the image's PATH, so
+// `docker exec C kamal-proxy deploy ...` finds it as on a real host. The
+// ref is backstop-test/<name>:<hash>, the hash covering binPath too.
+func (d *DockerEnv) ImageAt(t testing.TB, name, binPath string) string {
+	t.Helper()
+	if !path.IsAbs(binPath) || path.Clean(binPath) != binPath || path.Base(binPath) == "/" || strings.ContainsAny(binPath, "\"\n\\ ") {
+		t.Fatalf("test image %s: binary path %q: want a clean absolute path without spaces or quotes", name, binPath)
+	}
+	src, err := imageSourceDir(name)
+	if err != nil {
+		t.Fatalf("test image %s: %v", name, err)
+	}
+	srcHash, err := sourceHash(src)
+	if err != nil {
+		t.Fatalf("test image %s: %v", name, err)
+	}
+	sum := sha256.Sum256([]byte("at " + binPath + "\x00" + srcHash))
+	hash := hex.EncodeToString(sum[:])[:12]
+	return d.cachedImage(t, name, hash, func(ctx context.Context, tmp, ref string) error {
+		binData, err := goBuild(ctx, tmp, name, src)
+		if err != nil {
+			return err
+		}
+		dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s %s\nENV PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nENTRYPOINT [\"%s\"]\n",
+			name, binPath, path.Dir(binPath), binPath)
+		return d.buildContext(ctx, ref, hash, []contextFile{
+			{"Dockerfile", 0o644, []byte(dockerfile)},
+			{name, 0o755, binData},
+		})
 	})
 }
 
