@@ -124,19 +124,19 @@ func (d *DockerCode) Plan(ctx context.Context, m manifest.Manifest) (string, err
 		return "", err
 	}
 	if p.noop {
-		return fmt.Sprintf("%s (%s) already runs: code unchanged", name(p.target), p.target.Image), nil
+		return fmt.Sprintf("%s (%s) already runs: code unchanged", ctrName(p.target), p.target.Image), nil
 	}
 	if _, err := d.proxyContainer(ctx); err != nil {
 		return "", err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "start %s (%s), switch kamal-proxy %s", name(p.target), d.since(ctx, p.target), d.proxy.Service)
+	fmt.Fprintf(&b, "start %s (%s), switch kamal-proxy %s", ctrName(p.target), d.since(ctx, p.target), d.proxy.Service)
 	if d.proxy.Host != "" {
 		fmt.Fprintf(&b, " (host %s)", d.proxy.Host)
 	}
-	fmt.Fprintf(&b, " to %s:%d", name(p.target), d.port)
+	fmt.Fprintf(&b, " to %s:%d", ctrName(p.target), d.port)
 	if p.current != nil {
-		fmt.Fprintf(&b, ", stop %s", name(*p.current))
+		fmt.Fprintf(&b, ", stop %s", ctrName(*p.current))
 	}
 	return b.String(), nil
 }
@@ -169,7 +169,7 @@ func roughDuration(d time.Duration) string {
 	}
 }
 
-func name(s container.Summary) string {
+func ctrName(s container.Summary) string {
 	for _, n := range s.Names {
 		return strings.TrimPrefix(n, "/")
 	}
@@ -196,7 +196,7 @@ func (d *DockerCode) resolve(ctx context.Context, m manifest.Manifest) (dockerPl
 	}
 	var mine []container.Summary
 	for _, s := range list.Items {
-		if d.family(name(s)) {
+		if d.family(ctrName(s)) {
 			mine = append(mine, s)
 		}
 	}
@@ -224,12 +224,12 @@ func (d *DockerCode) resolve(ctx context.Context, m manifest.Manifest) (dockerPl
 	}
 	if len(cands) == 0 && m.App.Revision != "" {
 		suffix := "-" + m.App.Revision
-		cands = pick(func(s container.Summary) bool { return strings.HasSuffix(name(s), suffix) })
+		cands = pick(func(s container.Summary) bool { return strings.HasSuffix(ctrName(s), suffix) })
 	}
 	if len(cands) == 0 {
 		var seen []string
 		for _, s := range mine {
-			seen = append(seen, fmt.Sprintf("%s (%s, %s)", name(s), s.Image, s.State))
+			seen = append(seen, fmt.Sprintf("%s (%s, %s)", ctrName(s), s.Image, s.State))
 		}
 		have := "none"
 		if len(seen) > 0 {
@@ -289,9 +289,9 @@ func (d *DockerCode) Apply(ctx context.Context, m manifest.Manifest, txn string)
 		return err
 	}
 	st := &dockerState{Strategy: "docker", Txn: txn, Service: d.proxy.Service, Host: d.proxy.Host,
-		Started: containerRef{ID: p.target.ID, Name: name(p.target)}}
+		Started: containerRef{ID: p.target.ID, Name: ctrName(p.target)}}
 	if p.current != nil {
-		st.Stopped = containerRef{ID: p.current.ID, Name: name(*p.current)}
+		st.Stopped = containerRef{ID: p.current.ID, Name: ctrName(*p.current)}
 		if in, err := d.inspect(ctx, p.current.ID); err == nil {
 			if ip, err := sharedIP(in, proxy); err == nil {
 				st.PreviousTarget = d.target(ip)

@@ -32,7 +32,7 @@ type kamalSetup struct {
 	stateDir string
 }
 
-func randHex(n int) string {
+func testRandHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
@@ -42,11 +42,11 @@ func newKamalSetup(t *testing.T) *kamalSetup {
 	t.Helper()
 	d := testenv.Docker(t)
 	web := d.Image(t, "webapp")
-	s := &kamalSetup{d: d, app: "psyfit-web-" + randHex(3), v2Image: web, byName: map[string]*testenv.Container{}, stateDir: t.TempDir()}
+	s := &kamalSetup{d: d, app: "psyfit-web-" + testRandHex(3), v2Image: web, byName: map[string]*testenv.Container{}, stateDir: t.TempDir()}
 
 	// v1 runs from its own tag of the same image, so the image rule can
 	// tell it from v2 by name, as Kamal's registry/app:<version> tags do.
-	s.v1Image = "backstop-test/webapp:v1-" + randHex(4)
+	s.v1Image = "backstop-test/webapp:v1-" + testRandHex(4)
 	ctx := t.Context()
 	if _, err := d.Client.ImageTag(ctx, client.ImageTagOptions{Source: web, Target: s.v1Image}); err != nil {
 		t.Fatalf("tag %s as %s: %v", web, s.v1Image, err)
@@ -76,7 +76,7 @@ func newKamalSetup(t *testing.T) *kamalSetup {
 
 	s.proxy = d.Run(t, testenv.RunOpts{
 		Image: d.ImageAt(t, "kamalproxy", "/usr/local/bin/kamal-proxy"),
-		Name:  "kamal-proxy-" + randHex(4),
+		Name:  "kamal-proxy-" + testRandHex(4),
 		Ports: []int{80},
 	})
 	if code, out := s.exec(t, "kamal-proxy", "deploy", s.app, "--target", v2.IP+":3000", "--host", proxyHost); code != 0 {
@@ -230,7 +230,7 @@ func TestDockerCodeRefusals(t *testing.T) {
 			wantPlan: `no container of image "registry.example/psyfit-web:v9" or named ` + s.app + `-v9 to roll back to`},
 		{name: "nothing recorded", app: manifest.App{},
 			wantPlan: "snapshot 20250101T000000Z-abc123 records no app image or revision"},
-		{name: "proxy container missing", app: manifest.App{Revision: "v1"}, proxy: "no-such-proxy-" + randHex(3),
+		{name: "proxy container missing", app: manifest.App{Revision: "v1"}, proxy: "no-such-proxy-" + testRandHex(3),
 			wantPlan: "proxy container no-such-proxy-"},
 		{name: "already running", app: manifest.App{Image: s.v2Image, Revision: "v2"}},
 		{name: "proxy deploy fails", app: manifest.App{Revision: "v0"},
