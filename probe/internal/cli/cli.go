@@ -23,6 +23,7 @@ var Version = "dev"
 
 // IO is what a command may touch of its process.
 type IO struct {
+	Stdin          io.Reader // nil: no input (a restore without --yes refuses)
 	Stdout, Stderr io.Writer
 	Env            config.Env
 }
@@ -40,13 +41,18 @@ Usage:
   probe [--config FILE] list [--json] [--remote]             snapshots, newest first
   probe [--config FILE] verify [ID | --all] [--json]         checksums and archive structure
   probe [--config FILE] push [ID]                            upload snapshots not yet off-site
+  probe [--config FILE] restore (--latest | --snapshot ID) [--only db,data,code] [--dry-run] [--reason TEXT] [--yes] [--json]
+  probe [--config FILE] revert TXN                           undo a restore from its pre-restore state
+  probe [--config FILE] canary [--timeout 90s] [--interval 10s]   after a deploy: wait for readiness, roll back if it never comes
+  probe [--config FILE] drill [--snapshot ID]                restore into a scratch database, validate, drop
   probe version | --version
 
 --config defaults to $BACKSTOP_CONFIG, else ` + defaultConfig + `.
 
 Exit codes: check: 0 ok, 1 warning, 2 critical, 3 unknown (also for a bad
 config or bad flags). Other commands: 0 done, 1 failed, 2 bad usage,
-75 another backup or restore holds the lock (try again later).
+75 another backup or restore holds the lock (try again later). canary: 0
+ready, 1 not ready (rolled back, or only alerted when rollback is off).
 Run 'probe COMMAND --help' for a command's flags.
 `
 
@@ -97,6 +103,14 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		return a.verify(ctx, rest[1:])
 	case "push":
 		return a.push(ctx, rest[1:])
+	case "restore":
+		return a.restore(ctx, rest[1:])
+	case "revert":
+		return a.revert(ctx, rest[1:])
+	case "canary":
+		return a.canary(ctx, rest[1:])
+	case "drill":
+		return a.drill(ctx, rest[1:])
 	case "config":
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprintln(stdio.Stderr, "probe config: the only subcommand is 'check' (probe config check)")

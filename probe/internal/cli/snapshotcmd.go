@@ -283,3 +283,15 @@ func writeJSONValue(w io.Writer, v any) {
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }
+
+func isTerminalReader(r any) bool {
+	w, ok := r.(io.Writer)
+	if !ok {
+		if f, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
+			fi, err := f.Stat()
+			return err == nil && fi.Mode()&os.ModeCharDevice != 0
+		}
+		return false
+	}
+	return isTerminal(w)
+}

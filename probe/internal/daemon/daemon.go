@@ -22,6 +22,7 @@ import (
 	"backstop/probe/internal/check"
 	"backstop/probe/internal/config"
 	"backstop/probe/internal/outbox"
+	"backstop/probe/internal/restore"
 	"backstop/probe/internal/snapshot"
 	"backstop/shared/alert"
 	"backstop/shared/atomicfile"
@@ -200,6 +201,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			gocron.WithName("backup"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
 			return fmt.Errorf("schedule backup %q: %w", d.cfg.Backup.Schedule, err)
 		}
+		if d.cfg.Rollback.Drill != "off" && d.cfg.Backup.Database.DSN != "" {
+			if _, err := s.NewJob(gocron.CronJob(d.cfg.Rollback.Drill, false), gocron.NewTask(func() { d.drill(runCtx) }),
+				gocron.WithName("restore drill"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
+				return fmt.Errorf("schedule restore drill %q: %w", d.cfg.Rollback.Drill, err)
+			}
+		}
 		if d.snapshots.Store != nil {
 			if _, err := s.NewJob(gocron.DurationJob(pushEvery), gocron.NewTask(func() { d.push(runCtx) }),
 				gocron.WithName("upload retries"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
@@ -343,6 +350,24 @@ func (d *Daemon) backup(ctx context.Context) {
 		d.log.Error("verify of the new snapshot failed", "id", res.Manifest.ID, "err", err)
 		d.raise(alert.Event{Check: "backup-verify", State: alert.Warn, Summary: "snapshot " + res.Manifest.ID + " failed verification",
 			Detail: err.Error(), IncidentID: res.Manifest.ID, DedupKey: fmt.Sprintf("probe:%s:backup-verify:%s:failed", d.cfg.Host, res.Manifest.ID)})
+	}
+	d.deliver(ctx)
+}
+
+// drill restores the newest snapshot into a scratch database, validates
+// and drops it (the monthly restore test); the outcome is an event.
+func (d *Daemon) drill(ctx context.Context) {
+	r, err := restore.FromConfig(ctx, d.cfg, d.snapshots, d.log)
+	if err != nil {
+		d.log.Error("restore drill", "err", err)
+		return
+	}
+	r.Alert = d.raise
+	res, err := r.Drill(ctx, "")
+	if err != nil {
+		d.log.Error("restore drill failed", "snapshot", res.Snapshot, "err", err)
+	} else {
+		d.log.Info("restore drill passed", "snapshot", res.Snapshot, "duration_ms", res.DurationMS)
 	}
 	d.deliver(ctx)
 }
