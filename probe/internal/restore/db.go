@@ -62,8 +62,16 @@ type DB struct {
 	// and SNAPSHOT (the snapshot's id). A hook that exits non-zero stops
 	// the restore.
 	Hook string
-	Log  *slog.Logger // nil: no logging
+	// Container, when set (backup.database.pg_dump: container:<name>),
+	// asks for pg_restore inside that container: not supported yet,
+	// Restore fails with ErrContainerRestore before doing anything.
+	Container string
+	Log       *slog.Logger // nil: no logging
 }
+
+// ErrContainerRestore is Restore's error when DB.Container is set.
+// TODO: run pg_restore through the Docker exec API with stdin attached.
+var ErrContainerRestore = errors.New("pg_restore in a container is not supported yet; install postgresql-client on the host")
 
 // maxIdent is PostgreSQL's longest identifier in bytes (NAMEDATALEN-1).
 const maxIdent = 63
@@ -255,6 +263,9 @@ func (d *DB) Restore(ctx context.Context, txn string, dump io.Reader, m manifest
 	}
 	if m.DB == nil {
 		return fmt.Errorf("restore database: snapshot %s has no database", m.ID)
+	}
+	if d.Container != "" {
+		return fmt.Errorf("restore database in container %s: %w", d.Container, ErrContainerRestore)
 	}
 	s, err := d.server()
 	if err != nil {

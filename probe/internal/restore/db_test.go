@@ -223,6 +223,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 func TestStateNames(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("d", 60)
 	cases := []struct {
 		name, live, kind, txn, want string
@@ -271,6 +272,7 @@ func TestStateNames(t *testing.T) {
 // TestRestoreAndSwap is the whole database step: hook, restore into the
 // scratch database, validate, swap while the app holds a session.
 func TestRestoreAndSwap(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	ctx := t.Context()
 	want, m := f.takeSnapshot(t)
@@ -345,6 +347,7 @@ func TestRestoreAndSwap(t *testing.T) {
 // connection per insert, while the swap runs: it fails only while Swap
 // runs, and the first attempt after Swap returns succeeds.
 func TestSwapWriteUnavailability(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	ctx := t.Context()
 	dump, m := f.takeSnapshot(t)
@@ -468,6 +471,7 @@ func distinct(errs []error) []string {
 }
 
 func TestRestoreFailures(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	dump, m := f.takeSnapshot(t)
 	f.mutate(t)
@@ -537,6 +541,17 @@ func TestRestoreFailures(t *testing.T) {
 			}
 		})
 	}
+	t.Run("pg_restore in a container", func(t *testing.T) {
+		d := f.newDB(t)
+		d.Container = "psyfit-db"
+		err := d.Restore(t.Context(), "t_container", bytes.NewReader(dump), m)
+		if !errors.Is(err, ErrContainerRestore) || err.Error() != "restore database in container psyfit-db: pg_restore in a container is not supported yet; install postgresql-client on the host" {
+			t.Errorf("Restore = %v, want ErrContainerRestore", err)
+		}
+		if got := f.databases(t, "shop_"); len(got) != 0 {
+			t.Errorf("left behind: %v", got)
+		}
+	})
 	if got, err := os.ReadFile(hookSaw); err != nil || strings.TrimSpace(string(got)) != "0" {
 		t.Errorf("scratch databases when the hook ran: %q, %v; want 0 (the hook runs before anything is created)", got, err)
 	}
@@ -546,9 +561,10 @@ func TestRestoreFailures(t *testing.T) {
 // restore fails, and once the server is back the live database is whole
 // and Revert removes the scratch database the failed restore could not.
 func TestRestorePostgresStopped(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	// Enough rows that pg_restore is still copying when the server stops.
-	f.exec(t, f.dsn, "INSERT INTO events (note) SELECT md5(g::text) FROM generate_series(1, 300000) g")
+	f.exec(t, f.dsn, "INSERT INTO events (note) SELECT md5(g::text) FROM generate_series(1, 100000) g")
 	dump, m := f.takeSnapshot(t)
 	f.mutate(t)
 	live := f.sums(t, "shop")
@@ -605,6 +621,7 @@ func TestRestorePostgresStopped(t *testing.T) {
 }
 
 func TestRevert(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	ctx := t.Context()
 	dump, m := f.takeSnapshot(t)
@@ -706,6 +723,7 @@ func TestRevert(t *testing.T) {
 // (another role's) makes the swap fail, and the live database stays as it
 // was and accepts connections again.
 func TestSwapSessionNotEnded(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	ctx := t.Context()
 	dump, m := f.takeSnapshot(t)
@@ -741,6 +759,7 @@ func TestSwapSessionNotEnded(t *testing.T) {
 }
 
 func TestPrune(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	// Created oldest first: a .. e; unrelated names around them.
 	for _, name := range []string{"shop_pre_a", "shop_failed_a", "shop_pre_b", "shop_restore_c", "shop_pre_d", "shop_failed_d",
@@ -771,6 +790,7 @@ func TestPrune(t *testing.T) {
 // TestRestoreJobs restores through a decompressed file and pg_restore -j,
 // and removes the file afterwards, also when the dump is cut short.
 func TestRestoreJobs(t *testing.T) {
+	t.Parallel()
 	f := newDBFixture(t)
 	dump, m := f.takeSnapshot(t)
 	snap := f.sums(t, "shop")
