@@ -26,10 +26,10 @@ import (
 	"backstop/shared/testenv"
 )
 
-// describe reads a tree with lstat, never following links, and returns one
+// describeTree reads a tree with lstat, never following links, and returns one
 // line per path below root: type, mode, owner, mtime, size, content hash
 // or link target. skip (a path below root) is left out with its content.
-func describe(t *testing.T, root, skip string) map[string]string {
+func describeTree(t *testing.T, root, skip string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -95,7 +95,7 @@ func diffTrees(t *testing.T, what string, want, got map[string]string) {
 	}
 }
 
-func writeFile(t *testing.T, p string, data []byte, mode fs.FileMode, mtime time.Time) {
+func writeTestFile(t *testing.T, p string, data []byte, mode fs.FileMode, mtime time.Time) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -133,16 +133,16 @@ func TestExtractRoundTrip(t *testing.T) {
 	for i := range big {
 		big[i] = byte(rng.Uint32())
 	}
-	writeFile(t, filepath.Join(src, "a/b/c/deep.txt"), []byte("deep\n"), 0o640, mt)
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("between a and a/"), 0o644, mt.Add(time.Hour))
-	writeFile(t, filepath.Join(src, "empty.txt"), nil, 0o600, mt)
-	writeFile(t, filepath.Join(src, "bin/run.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755, mt)
-	writeFile(t, filepath.Join(src, "写真/日本語ファイル.txt"), []byte("こんにちは"), 0o644, mt)
-	writeFile(t, filepath.Join(src, "café/naïve ☃ 🎉.txt"), []byte("snow"), 0o444, mt)
-	writeFile(t, filepath.Join(src, "uploads/big.bin"), big, 0o644, mt)
-	writeFile(t, filepath.Join(src, "uploads/owned.txt"), []byte("owned"), 0o644, mt)
-	writeFile(t, filepath.Join(src, strings.Repeat("long-directory-name/", 8), "file-with-a-name-past-the-ustar-limit.txt"), []byte("long"), 0o644, mt)
-	writeFile(t, filepath.Join(src, "ro/inside.txt"), []byte("in a read-only dir"), 0o644, mt)
+	writeTestFile(t, filepath.Join(src, "a/b/c/deep.txt"), []byte("deep\n"), 0o640, mt)
+	writeTestFile(t, filepath.Join(src, "a.txt"), []byte("between a and a/"), 0o644, mt.Add(time.Hour))
+	writeTestFile(t, filepath.Join(src, "empty.txt"), nil, 0o600, mt)
+	writeTestFile(t, filepath.Join(src, "bin/run.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755, mt)
+	writeTestFile(t, filepath.Join(src, "写真/日本語ファイル.txt"), []byte("こんにちは"), 0o644, mt)
+	writeTestFile(t, filepath.Join(src, "café/naïve ☃ 🎉.txt"), []byte("snow"), 0o444, mt)
+	writeTestFile(t, filepath.Join(src, "uploads/big.bin"), big, 0o644, mt)
+	writeTestFile(t, filepath.Join(src, "uploads/owned.txt"), []byte("owned"), 0o644, mt)
+	writeTestFile(t, filepath.Join(src, strings.Repeat("long-directory-name/", 8), "file-with-a-name-past-the-ustar-limit.txt"), []byte("long"), 0o644, mt)
+	writeTestFile(t, filepath.Join(src, "ro/inside.txt"), []byte("in a read-only dir"), 0o644, mt)
 	// A hard link: WriteTar stores both names as files with the content.
 	if err := os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "bin/a-hardlink.txt")); err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestExtractRoundTrip(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	want := describe(t, src, "")
+	want := describeTree(t, src, "")
 
 	dest := filepath.Join(tmp, "dest")
 	st, err := Extract(ctx, &buf, dest)
@@ -227,7 +227,7 @@ func TestExtractRoundTrip(t *testing.T) {
 	if st.Entries != tst.Entries || st.Bytes != tst.Bytes {
 		t.Errorf("stats = %+v, want Entries %d Bytes %d as WriteTar wrote", st, tst.Entries, tst.Bytes)
 	}
-	diffTrees(t, "restored tree", want, describe(t, dest, ""))
+	diffTrees(t, "restored tree", want, describeTree(t, dest, ""))
 	fi, err := os.Stat(dest)
 	if err != nil {
 		t.Fatal(err)
@@ -262,8 +262,8 @@ type tent struct {
 	mode int64
 }
 
-func file(name, body string) tent { return tent{name: name, typ: tar.TypeReg, body: body} }
-func dirEnt(name string) tent     { return tent{name: name, typ: tar.TypeDir} }
+func regEnt(name, body string) tent { return tent{name: name, typ: tar.TypeReg, body: body} }
+func dirEnt(name string) tent       { return tent{name: name, typ: tar.TypeDir} }
 func symlinkEnt(name, target string) tent {
 	return tent{name: name, typ: tar.TypeSymlink, link: target}
 }
@@ -327,7 +327,7 @@ func TestExtractLinksInside(t *testing.T) {
 	arch := craft(t, []tent{
 		{name: "./", typ: tar.TypeDir, mode: 0o777},
 		{name: "pax_global_header", typ: tar.TypeXGlobalHeader},
-		file("./f", "content"),
+		regEnt("./f", "content"),
 		hardlink("sub/deeper/h", "f"),
 		symlinkEnt("sub/deeper/up", "../../f"),
 	}, true)
@@ -380,41 +380,41 @@ func TestExtractMalicious(t *testing.T) {
 		ents func(outside string) []tent
 		want string
 	}{
-		{"dotdot", func(string) []tent { return []tent{file("ok", "ok"), file("../evil", "x")} },
+		{"dotdot", func(string) []tent { return []tent{regEnt("ok", "ok"), regEnt("../evil", "x")} },
 			`entry "../evil": path has a '..' component`},
-		{"absolute path", func(o string) []tent { return []tent{file("ok", "ok"), file(o+"/evil", "x")} },
+		{"absolute path", func(o string) []tent { return []tent{regEnt("ok", "ok"), regEnt(o+"/evil", "x")} },
 			`: absolute path`},
-		{"dotdot in the middle", func(string) []tent { return []tent{file("a/../../evil", "x")} },
+		{"dotdot in the middle", func(string) []tent { return []tent{regEnt("a/../../evil", "x")} },
 			`entry "a/../../evil": path has a '..' component`},
-		{"dotdot after dot", func(string) []tent { return []tent{file("./../outside/passwd", "x")} },
+		{"dotdot after dot", func(string) []tent { return []tent{regEnt("./../outside/passwd", "x")} },
 			`path has a '..' component`},
 		{"absolute symlink then a write through it", func(o string) []tent {
-			return []tent{symlinkEnt("link", o), file("link/passwd", "owned")}
+			return []tent{symlinkEnt("link", o), regEnt("link/passwd", "owned")}
 		}, `entry "link": symlink target "/`},
 		{"symlink to .. then a write through it", func(string) []tent {
-			return []tent{symlinkEnt("link", ".."), file("link/evil", "x")}
+			return []tent{symlinkEnt("link", ".."), regEnt("link/evil", "x")}
 		}, `entry "link": symlink target ".." points outside the directory`},
 		{"deep symlink climbing out", func(string) []tent {
-			return []tent{dirEnt("a/b/"), symlinkEnt("a/b/l", "../../../outside"), file("a/b/l/evil", "x")}
+			return []tent{dirEnt("a/b/"), symlinkEnt("a/b/l", "../../../outside"), regEnt("a/b/l/evil", "x")}
 		}, `entry "a/b/l": symlink target "../../../outside" points outside the directory`},
 		{"chain of two symlinks", func(string) []tent {
 			// sub/l2 -> .. is dest itself; l1 -> sub/l2/.. would be dest's
 			// parent, though it looks like "sub" lexically.
-			return []tent{dirEnt("sub/"), symlinkEnt("sub/l2", ".."), symlinkEnt("l1", "sub/l2/.."), file("l1/outside/evil", "x")}
+			return []tent{dirEnt("sub/"), symlinkEnt("sub/l2", ".."), symlinkEnt("l1", "sub/l2/.."), regEnt("l1/outside/evil", "x")}
 		}, `entry "l1": symlink target "sub/l2/.." has '..' after a name`},
 		{"chain through a link made later", func(string) []tent {
 			return []tent{symlinkEnt("a/x", "../b/outside"), symlinkEnt("b", "..")}
 		}, `entry "b": symlink target ".." points outside the directory`},
 		{"write through a symlink inside", func(string) []tent {
-			return []tent{dirEnt("sub/"), symlinkEnt("ls", "sub"), file("ls/f", "x")}
+			return []tent{dirEnt("sub/"), symlinkEnt("ls", "sub"), regEnt("ls/f", "x")}
 		}, `entry "ls/f": parent "ls" is a symbolic link: refusing to write through it`},
 		{"directory over a symlink", func(string) []tent {
 			return []tent{dirEnt("sub/"), symlinkEnt("ls", "sub"), dirEnt("ls/")}
 		}, `entry "ls/": already exists as a symbolic link`},
 		{"file over a symlink", func(string) []tent {
-			return []tent{symlinkEnt("ls", "f"), file("ls", "x")}
+			return []tent{symlinkEnt("ls", "f"), regEnt("ls", "x")}
 		}, `entry "ls": already exists`},
-		{"duplicate file", func(string) []tent { return []tent{file("f", "1"), file("f", "2")} },
+		{"duplicate file", func(string) []tent { return []tent{regEnt("f", "1"), regEnt("f", "2")} },
 			`entry "f": already exists`},
 		{"hard link to ../outside-file", func(string) []tent {
 			return []tent{hardlink("hl", "../outside/outside-file")}
@@ -428,17 +428,17 @@ func TestExtractMalicious(t *testing.T) {
 			return []tent{symlinkEnt("s", o+"/outside-file"), hardlink("hl", "s")}
 		}, `entry "s": symlink target "/`},
 		{"hard link to a symlink", func(string) []tent {
-			return []tent{file("f", "x"), symlinkEnt("s", "f"), hardlink("hl", "s")}
+			return []tent{regEnt("f", "x"), symlinkEnt("s", "f"), hardlink("hl", "s")}
 		}, `entry "hl": hard link target "s" is not a regular file extracted earlier from this archive`},
 		{"hard link through a symlinked directory", func(string) []tent {
-			return []tent{file("sub/f", "x"), symlinkEnt("ls", "sub"), hardlink("hl", "ls/f")}
+			return []tent{regEnt("sub/f", "x"), symlinkEnt("ls", "sub"), hardlink("hl", "ls/f")}
 		}, `entry "hl": hard link target "ls/f" is not a regular file extracted earlier`},
 		{"hard link to a directory", func(string) []tent { return []tent{dirEnt("sub/"), hardlink("hl", "sub")} },
 			`entry "hl": hard link target "sub" is not a regular file`},
-		{"hard link to a later file", func(string) []tent { return []tent{hardlink("hl", "f"), file("f", "x")} },
+		{"hard link to a later file", func(string) []tent { return []tent{hardlink("hl", "f"), regEnt("f", "x")} },
 			`entry "hl": hard link target "f" is not a regular file`},
 		{"hard link created through a symlink", func(string) []tent {
-			return []tent{file("f", "x"), dirEnt("sub/"), symlinkEnt("ls", "sub"), hardlink("ls/hl", "f")}
+			return []tent{regEnt("f", "x"), dirEnt("sub/"), symlinkEnt("ls", "sub"), hardlink("ls/hl", "f")}
 		}, `entry "ls/hl": parent "ls" is a symbolic link`},
 		{"character device", func(string) []tent { return []tent{{name: "null", typ: tar.TypeChar}} },
 			`entry "null": refusing a character device`},
@@ -446,16 +446,16 @@ func TestExtractMalicious(t *testing.T) {
 			`entry "sda": refusing a block device`},
 		{"fifo", func(string) []tent { return []tent{{name: "pipe", typ: tar.TypeFifo}} },
 			`entry "pipe": refusing a FIFO`},
-		{"file named as the root", func(string) []tent { return []tent{file(".", "x")} },
+		{"file named as the root", func(string) []tent { return []tent{regEnt(".", "x")} },
 			`entry ".": names the directory itself`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
 			outside := filepath.Join(tmp, "outside")
-			writeFile(t, filepath.Join(outside, "outside-file"), []byte("sentinel"), 0o644, time.Unix(1e9, 0))
-			writeFile(t, filepath.Join(outside, "passwd"), []byte("root:x:0:0"), 0o644, time.Unix(1e9, 0))
-			before := describe(t, tmp, "")
+			writeTestFile(t, filepath.Join(outside, "outside-file"), []byte("sentinel"), 0o644, time.Unix(1e9, 0))
+			writeTestFile(t, filepath.Join(outside, "passwd"), []byte("root:x:0:0"), 0o644, time.Unix(1e9, 0))
+			before := describeTree(t, tmp, "")
 			dest := filepath.Join(tmp, "dest")
 			_, err := Extract(context.Background(), bytes.NewReader(craft(t, tc.ents(outside), true)), dest)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -464,7 +464,7 @@ func TestExtractMalicious(t *testing.T) {
 			if _, err := os.Lstat(dest); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("dest after a refused archive: %v; want it removed", err)
 			}
-			diffTrees(t, "temp root", before, describe(t, tmp, ""))
+			diffTrees(t, "temp root", before, describeTree(t, tmp, ""))
 		})
 	}
 }
@@ -472,13 +472,13 @@ func TestExtractMalicious(t *testing.T) {
 // TestExtractDestMustNotExist: an existing dest, a directory or a symbolic
 // link to one, is refused and left exactly as it was.
 func TestExtractDestMustNotExist(t *testing.T) {
-	arch := craft(t, []tent{file("f", "x")}, true)
+	arch := craft(t, []tent{regEnt("f", "x")}, true)
 	for _, tc := range []struct {
 		name string
 		make func(t *testing.T, dest, outside string)
 	}{
 		{"directory", func(t *testing.T, dest, _ string) {
-			writeFile(t, filepath.Join(dest, "keep"), []byte("mine"), 0o644, time.Unix(1e9, 0))
+			writeTestFile(t, filepath.Join(dest, "keep"), []byte("mine"), 0o644, time.Unix(1e9, 0))
 		}},
 		{"symlink to a directory outside", func(t *testing.T, dest, outside string) {
 			if err := os.Symlink(outside, dest); err != nil {
@@ -494,15 +494,15 @@ func TestExtractDestMustNotExist(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
 			outside := filepath.Join(tmp, "outside")
-			writeFile(t, filepath.Join(outside, "outside-file"), []byte("sentinel"), 0o644, time.Unix(1e9, 0))
+			writeTestFile(t, filepath.Join(outside, "outside-file"), []byte("sentinel"), 0o644, time.Unix(1e9, 0))
 			dest := filepath.Join(tmp, "dest")
 			tc.make(t, dest, outside)
-			before := describe(t, tmp, "")
+			before := describeTree(t, tmp, "")
 			_, err := Extract(context.Background(), bytes.NewReader(arch), dest)
 			if want := "extract to " + dest + ": mkdir " + dest + ": file exists"; err == nil || err.Error() != want {
 				t.Fatalf("Extract error = %v, want %q", err, want)
 			}
-			diffTrees(t, "temp root", before, describe(t, tmp, ""))
+			diffTrees(t, "temp root", before, describeTree(t, tmp, ""))
 		})
 	}
 }
@@ -515,7 +515,7 @@ func TestExtractDamaged(t *testing.T) {
 	for i := range body {
 		body[i] = byte(rng.Uint32() % 16) // compressible, so the stream has real blocks
 	}
-	good := craft(t, []tent{file("a", string(body)), file("b", "tail")}, true)
+	good := craft(t, []tent{regEnt("a", string(body)), regEnt("b", "tail")}, true)
 	flipped := append([]byte(nil), good...)
 	flipped[len(flipped)/2] ^= 0x40
 	cases := []struct {
@@ -525,7 +525,7 @@ func TestExtractDamaged(t *testing.T) {
 	}{
 		{"truncated stream", good[:len(good)/2], "read tar.zst after 0 entries: unexpected EOF"},
 		{"truncated to the frame header", good[:20], "unexpected EOF"},
-		{"tar without its end marker", craft(t, []tent{file("a", "x")}, false), "archive ends without its end-of-archive marker (truncated)"},
+		{"tar without its end marker", craft(t, []tent{regEnt("a", "x")}, false), "archive ends without its end-of-archive marker (truncated)"},
 		{"flipped byte", flipped, "CRC check failed"},
 		{"not zstd", []byte("plain text, not an archive"), "magic number mismatch"},
 	}
@@ -569,7 +569,7 @@ func TestExtractCancel(t *testing.T) {
 		for j := range b {
 			b[j] = byte(rng.Uint32())
 		}
-		ents = append(ents, file(fmt.Sprintf("f%02d", i), string(b)))
+		ents = append(ents, regEnt(fmt.Sprintf("f%02d", i), string(b)))
 	}
 	arch := craft(t, ents, true)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -593,7 +593,7 @@ func TestExtractDiskFull(t *testing.T) {
 	for i := range b {
 		b[i] = byte(rng.Uint32())
 	}
-	arch := craft(t, []tent{file("small", "x"), file("uploads/big.bin", string(b))}, true)
+	arch := craft(t, []tent{regEnt("small", "x"), regEnt("uploads/big.bin", string(b))}, true)
 	dest := filepath.Join(mnt, "dest")
 	_, err := Extract(context.Background(), bytes.NewReader(arch), dest)
 	if err == nil || !strings.Contains(err.Error(), `entry "uploads/big.bin"`) || !errors.Is(err, syscall.ENOSPC) {
