@@ -6,7 +6,7 @@ BIN := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X backstop/probe/internal/cli.Version=$(VERSION)
 
-.PHONY: all build probe functions build-UptimeFunction build-AlertFunction test test-short lint fmt vet bench bench-backup demo deps measure clean
+.PHONY: all build probe functions build-UptimeFunction build-AlertFunction test test-short lint fmt vet bench bench-backup bench-restore demo deps measure clean
 
 all: build
 
@@ -63,6 +63,10 @@ bench: deps probe
 ## bench-backup: probe backup (local, and uploaded to a local S3) against pg_dump -Fc and -Z0 on a >= 1 GB pgbench database
 bench-backup: deps probe
 	bash scripts/bench-backup.sh
+
+## bench-restore: probe restore (db only, and end to end with the docker strategy) against pg_restore, and the write-unavailability of each, on the same database
+bench-restore: deps probe
+	bash scripts/bench-restore.sh
 
 ## measure: the probe's RSS and CPU per round against a shell monitor.sh round
 measure: deps probe

@@ -2,7 +2,8 @@
 # make bench: Go benchmarks, each sub-benchmark printed as a ratio of the
 # "baseline" sub-benchmark of the same benchmark (run in the same process),
 # then the probe's resource use against a shell monitor.sh round, then the
-# backup benchmark (probe backup against pg_dump on a >= 1 GB database).
+# backup benchmark (probe backup against pg_dump on a >= 1 GB database) and
+# the restore benchmark (probe restore against pg_restore on the same one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(go test -run '^$' -bench . -benchmem -count=1 ./shared/... ./probe/... | tee /dev/stderr)
@@ -26,3 +27,5 @@ echo
 bash scripts/measure-probe.sh
 echo
 bash scripts/bench-backup.sh
+echo
+bash scripts/bench-restore.sh
