@@ -225,9 +225,8 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (res Result, err er
 			rec.Done = append(rec.Done, PartData)
 			r.saveRecord(rec)
 			staged := StageDir(r.DataDir, res.Txn)
-			st, err := Extract(ctx, f, staged)
+			st, err := Extract(ctx, f, staged) // removes what it made on error
 			if err != nil {
-				os.RemoveAll(staged)
 				return "", err
 			}
 			if err := SwapDir(r.DataDir, staged, res.Txn); err != nil {
@@ -306,6 +305,9 @@ func (r *Restorer) revert(ctx context.Context, rec *record, res *Result) error {
 			err = r.Code.Revert(ctx, rec.Txn)
 		case PartData:
 			err = RevertDir(r.dataDir(rec), rec.Txn)
+			if errors.Is(err, ErrNotSwapped) {
+				err = nil // the step failed (or was cut short) before its swap: live is the old one
+			}
 			os.RemoveAll(StageDir(r.dataDir(rec), rec.Txn))
 		case PartDB:
 			if r.DB == nil {
