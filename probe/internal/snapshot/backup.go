@@ -135,8 +135,12 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 	}
 	m := manifest.Manifest{Schema: manifest.Schema, ID: id, Host: e.Host, CreatedAt: start.UTC(), Trigger: o.Trigger, Notes: o.Notes, Status: manifest.StatusComplete}
 	var info Info
+	var held *Held
+	defer func() { held.Release() }()
 	if e.DSN != "" {
-		if info, err = Inspect(ctx, e.DSN); err != nil {
+		// The counts' transaction stays open until the dump is done: the
+		// dump is taken at its exported snapshot, so they agree exactly.
+		if info, held, err = InspectHeld(ctx, e.DSN); err != nil {
 			return res, fmt.Errorf("preflight: %w", err)
 		}
 		if err := Preflight(ctx, e.Dumper, info.ServerMajor); err != nil {
@@ -163,11 +167,15 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 		t0 := time.Now()
 		_, full, _ := e.Dumper.Version(ctx)
 		sum, uerr, err := e.produce(ctx, partial, manifest.DBFile, up, m.ID, prog.stage("db"), func(w io.Writer) error {
+			if sd, ok := e.Dumper.(SnapshotDumper); ok && held != nil {
+				return sd.DumpSnapshot(ctx, w, held.ID)
+			}
 			return e.Dumper.Dump(ctx, w)
 		})
 		if err != nil {
 			return res, fmt.Errorf("dump database: %w", err)
 		}
+		held.Release()
 		if uerr != nil {
 			upErrs = append(upErrs, uerr.Error())
 		}

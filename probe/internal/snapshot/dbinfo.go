@@ -38,10 +38,37 @@ const inspectTimeout = 10 * time.Minute
 // each, with quoted identifiers. Errors name the operation and host:port/db,
 // never the password or DSN; they wrap ctx's error when ctx ended.
 func Inspect(ctx context.Context, dsn string) (Info, error) {
+	info, held, err := InspectHeld(ctx, dsn)
+	if held != nil {
+		held.Release()
+	}
+	return info, err
+}
+
+// Held is an open read-only transaction whose snapshot was exported:
+// pg_dump --snapshot=ID sees exactly the data Inspect counted. Release
+// ends it (after the dump).
+type Held struct {
+	ID      string
+	release func()
+}
+
+// Release ends the transaction and closes its connection; safe on nil.
+func (h *Held) Release() {
+	if h != nil && h.release != nil {
+		h.release()
+		h.release = nil
+	}
+}
+
+// InspectHeld is Inspect that keeps its transaction open and exports its
+// snapshot, so a dump taken with that snapshot matches the counts exactly,
+// however busy the database is. The caller must Release the Held.
+func InspectHeld(ctx context.Context, dsn string) (info Info, held *Held, err error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx's error quotes the DSN: say what is wrong without any of it.
-		return Info{}, errors.New("inspect database: dsn: not a valid PostgreSQL connection string (value not shown)")
+		return Info{}, nil, errors.New("inspect database: dsn: not a valid PostgreSQL connection string (value not shown)")
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -57,24 +84,39 @@ func Inspect(ctx context.Context, dsn string) (Info, error) {
 
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return Info{}, fail("connect", err)
+		return Info{}, nil, fail("connect", err)
 	}
-	defer func() {
+	closeConn := func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
 		defer ccancel()
 		conn.Close(cctx)
+	}
+	defer func() {
+		if held == nil {
+			closeConn()
+		}
 	}()
 
-	info := Info{Database: cfg.Database, ServerVersion: conn.PgConn().ParameterStatus("server_version"), Tables: map[string]int64{}}
+	info = Info{Database: cfg.Database, ServerVersion: conn.PgConn().ParameterStatus("server_version"), Tables: map[string]int64{}}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return Info{}, fail("begin transaction on", err)
+		return Info{}, nil, fail("begin transaction on", err)
 	}
-	defer tx.Rollback(context.Background())
+	defer func() {
+		if held == nil {
+			tx.Rollback(context.Background())
+		}
+	}()
+	// The first statement fixes the transaction's snapshot: export it, so
+	// that pg_dump --snapshot sees what is counted below.
+	var snapID string
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapID); err != nil {
+		return Info{}, nil, fail("export snapshot of", err)
+	}
 
 	var num int
 	if err := tx.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
-		return Info{}, fail("server version of", err)
+		return Info{}, nil, fail("server version of", err)
 	}
 	info.ServerMajor = num / 10000
 
@@ -85,7 +127,7 @@ func Inspect(ctx context.Context, dsn string) (Info, error) {
 		  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
 		ORDER BY 1, 2`)
 	if err != nil {
-		return Info{}, fail("list tables of", err)
+		return Info{}, nil, fail("list tables of", err)
 	}
 	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pgx.Identifier, error) {
 		var schema, name string
@@ -93,23 +135,23 @@ func Inspect(ctx context.Context, dsn string) (Info, error) {
 		return pgx.Identifier{schema, name}, err
 	})
 	if err != nil {
-		return Info{}, fail("list tables of", err)
+		return Info{}, nil, fail("list tables of", err)
 	}
 	for _, id := range tables {
 		var n int64
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+id.Sanitize()).Scan(&n); err != nil {
-			return Info{}, fail("count "+strings.Join(id, ".")+" in", err)
+			return Info{}, nil, fail("count "+strings.Join(id, ".")+" in", err)
 		}
 		info.Tables[strings.Join(id, ".")] = n
 	}
 
 	if info.Migration, err = pgmeta.DetectMigration(ctx, tx); err != nil {
-		return Info{}, fail("migration revision of", err)
+		return Info{}, nil, fail("migration revision of", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return Info{}, fail("end transaction on", err)
-	}
-	return info, nil
+	return info, &Held{ID: snapID, release: func() {
+		tx.Rollback(context.Background())
+		closeConn()
+	}}, nil
 }
 
 // pgTarget names where a connection goes: host:port/db (or socketdir/db).

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -340,7 +341,17 @@ func (h *HostDumper) Version(ctx context.Context) (int, string, error) {
 
 // Dump runs pg_dump and copies its stdout to w as it comes.
 func (h *HostDumper) Dump(ctx context.Context, w io.Writer) error {
-	cmd := h.command(ctx, dumpArgs...)
+	return h.dump(ctx, w, dumpArgs...)
+}
+
+// DumpSnapshot is Dump of the data an exported snapshot sees
+// (pg_dump --snapshot), so it matches counts taken in that snapshot.
+func (h *HostDumper) DumpSnapshot(ctx context.Context, w io.Writer, snapshotID string) error {
+	return h.dump(ctx, w, append(slices.Clone(dumpArgs), "--snapshot="+snapshotID)...)
+}
+
+func (h *HostDumper) dump(ctx context.Context, w io.Writer, args ...string) error {
+	cmd := h.command(ctx, args...)
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -453,6 +464,16 @@ func (c *ContainerDumper) Version(ctx context.Context) (int, string, error) {
 // its broken pipe.
 func (c *ContainerDumper) Dump(ctx context.Context, w io.Writer) error {
 	return c.run(ctx, w, dumpArgs...)
+}
+
+// DumpSnapshot is Dump with pg_dump --snapshot (see HostDumper.DumpSnapshot).
+func (c *ContainerDumper) DumpSnapshot(ctx context.Context, w io.Writer, snapshotID string) error {
+	return c.run(ctx, w, append(slices.Clone(dumpArgs), "--snapshot="+snapshotID)...)
+}
+
+// SnapshotDumper dumps at an exported snapshot; both dumpers are one.
+type SnapshotDumper interface {
+	DumpSnapshot(ctx context.Context, w io.Writer, snapshotID string) error
 }
 
 // run execs pg_dump with args in the container, its stdout to w.
