@@ -11,13 +11,16 @@
 #   (d)  probe restore --latest --yes        end to end: db + data + code
 #        (docker strategy: webapp v1/v2 containers behind a kamal-proxy
 #        stand-in, as shared/testenv builds them) + ready through the proxy
-# During (b) and (c) a writer (scripts/writeloop) writes one row at a time on
-# a new connection each, reading the app's data as a real write does
-# (INSERT INTO bench_writes SELECT ... FROM pgbench_accounts WHERE aid = $1):
-# its longest failure window is the write-unavailability of each.
-# Prints one table (figures, ratio or bound, met/missed) and the restores'
+# The app stays live through every case: a writer (scripts/writeloop) writes
+# one row at a time into the live database on a new connection each, reading
+# the app's data as a real write does (INSERT INTO bench_writes SELECT ...
+# FROM pgbench_accounts WHERE aid = $1), so every case pays the same load;
+# its longest failure window during (b) and (c) is their write-unavailability.
+# (a) and (b) run BENCH_RUNS times (3), interleaved, and the median by wall
+# time counts (with 2 runs: the faster); (a2), (c) and (d) run once.
+# Prints one table (figures, ratio or bound, met/missed) with the restores'
 # step durations; asserts nothing: it exits non-zero only when a case fails
-# to run. One run of each case (a restore of 1 GB takes a while).
+# to run.
 #
 # Works on benchlive, a copy of the cached `bench` database, and drops every
 # other database at the end: `bench` stays as bench-backup.sh expects it.
@@ -30,6 +33,8 @@ LIVE=benchlive
 APP=bench-web PROXY=bench-proxy
 WEB_IMG=backstop-bench/webapp PROXY_IMG=backstop-bench/kamal-proxy:latest
 WRITE_SQL='INSERT INTO bench_writes (aid) SELECT aid FROM pgbench_accounts WHERE aid = $1'
+
+RUNS=${BENCH_RUNS:-3} # runs of (a) and (b); the median by wall time counts (with 2: the faster)
 
 bench_init bench-restore
 WL_PID=""
@@ -123,16 +128,9 @@ wl_stop() {
   WL_PID=""
 }
 
-say "Restore of database $LIVE: $(awk -v b="$DB_BYTES" 'BEGIN {printf "%.2f GB (%.2f GiB)", b / 1e9, b / 2^30}'), pgbench scale $SCALE, $ROWS accounts; one run per case"
+say "Restore of database $LIVE: $(awk -v b="$DB_BYTES" 'BEGIN {printf "%.2f GB (%.2f GiB)", b / 1e9, b / 2^30}'), pgbench scale $SCALE, $ROWS accounts; (a) and (b) $RUNS runs each, interleaved; the writer runs during every case"
 timed dump pg_dump -Fc -f "$W/live.dump" -p "$PG_PORT" "$LIVE"
 echo "pg_dump -Fc: $(wall dump) s, $(stat -c %s "$W/live.dump") bytes (not a case: the input of (a), (a2), (c))"
-
-timed a fresh_restore restore_a
-check_accounts restore_a "(a)"; psql_q -c "DROP DATABASE restore_a" postgres
-echo "(a)  createdb + pg_restore: $(wall a) s"
-timed a2 fresh_restore restore_a2 -j 2
-check_accounts restore_a2 "(a2)"; psql_q -c "DROP DATABASE restore_a2" postgres
-echo "(a2) createdb + pg_restore -j 2: $(wall a2) s"
 
 probe_config() { # NAME [extra YAML]: $W/NAME.yaml
   cat >"$W/$1.yaml" <<YAML
@@ -151,14 +149,33 @@ timed snap "$PROBE" --config "$W/db.yaml" backup --no-upload --json
 SNAP=$(jq -r .manifest.id "$W/snap.out")
 echo "snapshot $SNAP for (b): probe backup --no-upload, $(wall snap) s"
 
-wl_start b
-timed b "$PROBE" --config "$W/db.yaml" restore --snapshot "$SNAP" --only db --yes --json
-wl_stop b
-jq -e '.reverted == false and (.steps | length > 0) and all(.steps[]; .status == "ok")' "$W/b.out" >/dev/null ||
-  die "(b): the restore did not succeed: $(cat "$W/b.out")"
-check_accounts "$LIVE" "(b)"
-drop_pre_states
-echo "(b)  probe restore --only db: $(wall b) s; writer's longest failure window $(jq .longest_failure_ms "$W/wl-b.json") ms"
+# The app stays live during every restore: the writer runs during (a) too
+# (on the live database, which (a) does not touch), so (a) and (b) share
+# the load; its failures count for (b) and (c).
+for r in $(seq 1 "$RUNS"); do
+  wl_start "a.$r"
+  timed "a.$r" fresh_restore restore_a
+  wl_stop "a.$r"
+  check_accounts restore_a "(a)"; psql_q -c "DROP DATABASE restore_a" postgres
+  echo "$(wall "a.$r") $r" >>"$W/a.times"
+  echo "run $r: (a)  createdb + pg_restore: $(wall "a.$r") s"
+
+  wl_start "b.$r"
+  timed "b.$r" "$PROBE" --config "$W/db.yaml" restore --snapshot "$SNAP" --only db --yes --json
+  wl_stop "b.$r"
+  jq -e '.reverted == false and (.steps | length > 0) and all(.steps[]; .status == "ok")' "$W/b.$r.out" >/dev/null ||
+    die "(b) run $r: the restore did not succeed: $(cat "$W/b.$r.out")"
+  check_accounts "$LIVE" "(b)"
+  drop_pre_states
+  echo "$(wall "b.$r") $r" >>"$W/b.times"
+  echo "run $r: (b)  probe restore --only db: $(wall "b.$r") s; writer's longest failure window $(jq .longest_failure_ms "$W/wl-b.$r.json") ms"
+done
+
+wl_start a2
+timed a2 fresh_restore restore_a2 -j 2
+wl_stop a2
+check_accounts restore_a2 "(a2)"; psql_q -c "DROP DATABASE restore_a2" postgres
+echo "(a2) createdb + pg_restore -j 2: $(wall a2) s"
 
 wl_start c
 timed c pg_restore -p "$PG_PORT" --clean -d "$LIVE" "$W/live.dump"
@@ -238,14 +255,21 @@ logms() { # CASE MSG: duration_ms of the probe's log line MSG (JSON on stderr)
 }
 stepms() { jq -r --arg s "$2" '[.steps[] | select(.step == $s) | .duration_ms] | first // 0' "$W/$1.out"; }
 s() { awk -v m="${1:-0}" 'BEGIN {printf "%.2f s", m / 1000}'; }
-aw=$(wall a) a2w=$(wall a2) bw=$(wall b) cw=$(wall c) dw=$(wall d)
-b_total=$(ms b.out .duration_ms) b_db=$(stepms b db) b_ready=$(stepms b ready) b_swap=$(ms b.out '.db_unavailable_ms // 0')
-b_pgr=$(logms b "pg_restore done") b_an=$(logms b "analyze done") b_val=$(logms b validated)
+# median CASE: "wall run" of the median run by wall time (the faster of two)
+median() { sort -n -k1,1 "$W/$1.times" | awk -v n="$RUNS" 'NR == int((n + 1) / 2) {print $1, $2}'; }
+read -r aw ar <<<"$(median a)"
+read -r bw br <<<"$(median b)"
+a2w=$(wall a2) cw=$(wall c) dw=$(wall d)
+b=b.$br
+b_total=$(ms $b.out .duration_ms) b_db=$(stepms $b db) b_ready=$(stepms $b ready) b_swap=$(ms $b.out '.db_unavailable_ms // 0')
+b_pgr=$(logms $b "pg_restore done") b_an=$(logms $b "analyze done") b_val=$(logms $b validated)
 b_pre=$((b_total - b_db - b_ready))
 b_dbrest=$((b_db - ${b_pgr:-0} - ${b_an:-0} - ${b_val:-0} - b_swap))
-pre_id=$(ms b.out .pre_snapshot)
+pre_id=$(ms $b.out .pre_snapshot)
 pre_dump=$(jq -r '.db.duration_ms // 0' "$W/db-backups/$pre_id/manifest.json" 2>/dev/null || echo 0)
-wlb_fail=$(ms wl-b.json .longest_failure_ms) wlb_gap=$(ms wl-b.json .longest_gap_ms)
+# the writer during (b): the worst of all runs
+wlb_fail=$(jq -s 'map(.longest_failure_ms) | max' "$W"/wl-b.*.json) wlb_gap=$(jq -s 'map(.longest_gap_ms) | max' "$W"/wl-b.*.json)
+wlb_counts=$(jq -rs '"\(map(.failures) | add) of \(map(.attempts) | add) writes failed"' "$W"/wl-b.*.json)
 wlc_fail=$(ms wl-c.json .longest_failure_ms) wlc_gap=$(ms wl-c.json .longest_gap_ms)
 d_total=$(ms d.out .duration_ms)
 d_pre=$((d_total - $(jq '[.steps[].duration_ms] | add' "$W/d.out")))
@@ -265,16 +289,19 @@ row "       db: ANALYZE" "$(s "$b_an")" "" ""
 row "       db: validate (tables, exact row counts)" "$(s "$b_val")" "" ""
 row "       db: swap (the probe's own figure)" "$(s "$b_swap")" "" ""
 row "       db: create, settings, other" "$(s "$b_dbrest")" "" ""
+row "       (b) less the pre-restore snapshot" "$(awk -v x="$bw" -v p="$b_pre" 'BEGIN {printf "%.2f s", x - p / 1000}')" \
+  "$(awk -v x="$bw" -v p="$b_pre" -v a="$aw" 'BEGIN {printf "%.2f x (a)", (x - p / 1000) / a}')" ""
 row "       ready; process start and exit" "$(s "$b_ready")" "$(awk -v w="$bw" -v t="$b_total" 'BEGIN {printf "process %.2f s beyond duration_ms", w - t / 1000}')" ""
 row "writes unavailable during (b) (writer)" "$(s "$wlb_fail")" \
-  "bound 1 s; $(jq -r '"\(.failures) of \(.attempts) writes failed"' "$W/wl-b.json")" "$(verdict "$wlb_fail <= 1000")"
+  "bound 1 s; $wlb_counts" "$(verdict "$wlb_fail <= 1000")"
 row "       longest gap between committed writes" "$(s "$wlb_gap")" "" ""
 row "(c)  pg_restore --clean into the live DB" "$(sec "$cw")" "$(awk -v x="$cw" -v a="$aw" 'BEGIN {printf "%.2f x (a)", x / a}')" -
 row "writes unavailable during (c) (writer)" "$(s "$wlc_fail")" \
   "$(awk -v f="$wlc_fail" -v c="$cw" 'BEGIN {printf "%.0f%% of the restore", f / 10 / c}'); $(jq -r '"\(.failures) of \(.attempts) failed"' "$W/wl-c.json")" -
 row "       longest gap between committed writes" "$(s "$wlc_gap")" "" ""
 row "(d)  probe restore end to end (wall)" "$(sec "$dw")" "bound 30 s (the seeds' SLA: 60 s)" "$(verdict "$dw <= 30")"
-row "       before the steps (verify, pre-restore snapshot)" "$(s "$d_pre")" "" ""
+row "       before the steps (verify, pre-restore snapshot)" "$(s "$d_pre")" \
+  "$(awk -v x="$dw" -v p="$d_pre" 'BEGIN {printf "without it %.2f s", x - p / 1000}')" ""
 for st in db data code ready; do
   row "       $st" "$(s "$(stepms d "$st")")" "$(jq -r --arg s "$st" '[.steps[] | select(.step == $s) | .detail] | first // "" | .[0:40]' "$W/d.out")" ""
 done
@@ -284,6 +311,7 @@ row "(d)  the result: v1 serves, data and schema as snapshot" "$D_SERVED" \
 echo
 echo "database $DB_BYTES bytes (pg_database_size of bench; $LIVE is a copy plus bench_writes); dump $(stat -c %s "$W/live.dump") bytes."
 echo "writer: a new connection per write (200 ms connect timeout, 1 s per attempt): $WRITE_SQL"
-echo "errors the writer saw in (b): $(jq -c '.errors // {}' "$W/wl-b.json" | cut -c1-400)"
+echo "errors the writer saw in (b), all runs: $(jq -sc 'map(.errors // {} | to_entries[]) | group_by(.key) | map({(.[0].key): (map(.value) | add)}) | add // {}' "$W"/wl-b.*.json | cut -c1-600)"
+echo "runs (wall s): (a) $(cut -d' ' -f1 "$W/a.times" | tr '\n' ' ')| (b) $(cut -d' ' -f1 "$W/b.times" | tr '\n' ' ')"
 echo "errors the writer saw in (c): $(jq -c '.errors // {}' "$W/wl-c.json" | cut -c1-400)"
 echo "rollback log of (d):"; sed 's/^/  /' "$W/rollback.log"
