@@ -522,7 +522,7 @@ rollback:
 	rng := rand.New(rand.NewPCG(seed, 0))
 	for trial := range 10 {
 		seen := records()
-		delay := time.Duration(rng.Int64N(int64(span)))
+		delay := time.Duration(rng.Int64N(int64(span) * 9 / 10))
 		if trial == 0 { // early enough that no record may exist yet
 			delay /= 20
 		}
@@ -547,6 +547,10 @@ rollback:
 			}
 		}
 		t.Logf("trial %d: killed after %s (%v); record: %q %s", trial, delay.Round(time.Millisecond), err, txn, state)
+		// A statement the killed probe sent (CREATE DATABASE, the swap's
+		// renames) still runs to its end in its server backend; the
+		// operator's revert comes after that.
+		waitNoSessions(t, pg)
 		if txn != "" {
 			revert(txn)
 		}
@@ -555,6 +559,26 @@ rollback:
 			return
 		}
 	}
+}
+
+// waitNoSessions waits until no other client session is left on pg.
+func waitNoSessions(t *testing.T, pg *testenv.PG) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), pg.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatalf("%d sessions of the killed probe still on the server after 30s", n)
 }
 
 // buildProbe builds the probe binary.
