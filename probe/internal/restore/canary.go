@@ -31,7 +31,7 @@ func (r *Restorer) Canary(ctx context.Context, timeout, interval time.Duration, 
 	if r.ReadyURL == "" {
 		return res, errors.New("rollback.ready_url is not set: the canary has nothing to poll")
 	}
-	detail, err := PollReady(ctx, r.httpClient(), r.ReadyURL, timeout, interval)
+	detail, err := PollReady(ctx, r.httpClient(), r.ReadyURL, r.ReadyHost, timeout, interval)
 	if err == nil {
 		res.Ready, res.Detail = true, detail
 		if rerr := r.recordReady(ctx); rerr != nil {

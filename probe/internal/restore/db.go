@@ -867,6 +867,31 @@ func terminate(ctx context.Context, c *pgx.Conn, dbs ...string) (left, refused [
 }
 
 // existing reports which of names exist.
+// endOrphans terminates the restore sessions (this package's and
+// pg_restore's) other than c's own, and waits up to 10 s for them to end.
+func endOrphans(ctx context.Context, c *pgx.Conn) error {
+	const q = `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name IN ($1, 'backstop pg_restore') AND pid <> pg_backend_pid()`
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := c.QueryRow(ctx, q, appName).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d sessions of an interrupted restore are still running", n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func existing(ctx context.Context, c *pgx.Conn, names ...string) (map[string]bool, error) {
 	rows, err := c.Query(ctx, "SELECT datname FROM pg_database WHERE datname = ANY($1)", names)
 	if err != nil {
@@ -912,6 +937,13 @@ func (d *DB) Revert(ctx context.Context, txn string) error {
 		return err
 	}
 	defer closeConn(admin)
+	// A restore killed mid-statement leaves its server session running (a
+	// CREATE DATABASE or a pg_restore finishes after the probe died).
+	// Revert runs under the lock, so every such session is an orphan: end
+	// them first, or a scratch database could appear after the look-up.
+	if err := endOrphans(ctx, admin); err != nil {
+		return s.fail("end sessions of an interrupted restore on", s.admin(), err)
+	}
 	have, err := existing(ctx, admin, live, scratch, pre, failed)
 	if err != nil {
 		return s.fail("look up databases on", s.admin(), err)

@@ -70,6 +70,7 @@ type Restorer struct {
 	DataDir       string           // "": no data directory configured
 	Code          Code             // NoCode() when rollback.code.strategy is none
 	ReadyURL      string
+	ReadyHost     string // Host header for ReadyURL (kamal-proxy routes by host); "" = the URL's
 	ReadyTimeout  time.Duration
 	ReadyInterval time.Duration
 	RollbackLog   string
@@ -427,16 +428,24 @@ func (r *Restorer) ready(ctx context.Context) (string, error) {
 	if r.ReadyURL == "" {
 		return "no ready_url configured; the database answers", nil
 	}
-	return PollReady(ctx, r.httpClient(), r.ReadyURL, r.ReadyTimeout, r.ReadyInterval)
+	return PollReady(ctx, r.httpClient(), r.ReadyURL, r.ReadyHost, r.ReadyTimeout, r.ReadyInterval)
 }
 
-// PollReady asks url every interval until it answers 200 or timeout passes.
-func PollReady(ctx context.Context, hc *http.Client, url string, timeout, interval time.Duration) (string, error) {
+// PollReady asks url (with Host header host, when set) every interval
+// until it answers 200 or timeout passes.
+func PollReady(ctx context.Context, hc *http.Client, url, host string, timeout, interval time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, min(interval, 10*time.Second))
-		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+		if err != nil {
+			cancel()
+			return "", fmt.Errorf("ready url: %w", err)
+		}
+		if host != "" {
+			req.Host = host
+		}
 		resp, err := hc.Do(req)
 		if err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))

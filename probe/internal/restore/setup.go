@@ -27,6 +27,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, snap *snapshot.Engine, 
 	codeState := filepath.Join(cfg.StateDir, "restores")
 	switch rb.Code.Strategy {
 	case "docker":
+		r.ReadyHost = rb.Code.Proxy.Host // kamal-proxy routes by host
 		d, err := client.New(client.FromEnv)
 		if err != nil {
 			return nil, err
