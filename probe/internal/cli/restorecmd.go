@@ -118,8 +118,12 @@ func printSteps(a *app, res restore.Result) {
 		fmt.Fprintf(a.io.Stdout, "  %-6s %-9s %7s  %s\n", s.Step, strings.ToUpper(s.Status), (time.Duration(s.DurationMS) * time.Millisecond).String(), s.Detail)
 	}
 	if res.Txn != "" && !res.Reverted && len(res.Steps) > 0 {
-		fmt.Fprintf(a.io.Stdout, "restore %s of snapshot %s done in %s (pre-restore snapshot %s); undo with: probe revert %s\n",
-			res.Txn, res.Snapshot, time.Duration(res.DurationMS)*time.Millisecond, res.PreSnapshot, res.Txn)
+		pre := ""
+		if res.PreSnapshot != "" {
+			pre = " (pre-restore snapshot " + res.PreSnapshot + ")"
+		}
+		fmt.Fprintf(a.io.Stdout, "restore %s of snapshot %s done in %s%s; undo with: probe revert %s\n",
+			res.Txn, res.Snapshot, time.Duration(res.DurationMS)*time.Millisecond, pre, res.Txn)
 	}
 }
 

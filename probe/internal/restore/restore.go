@@ -153,12 +153,19 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (res Result, err er
 	if err := r.saveRecord(rec); err != nil {
 		return res, err
 	}
-	pre, err := r.Snap.BackupLocked(ctx, snapshot.Options{Trigger: manifest.TriggerPreRestore, SkipRetention: true,
-		Notes: "before restore " + res.Txn + " of " + id})
-	if err != nil {
-		return res, fmt.Errorf("pre-restore snapshot: %w", err)
+	// The pre-restore snapshot copies what this restore does not keep by
+	// rename: the database and the data dir it restores stay whole as
+	// <db>_pre_<txn> and <dir>.pre-<txn> (a dump of them would only cost
+	// time). It is skipped when nothing is left to copy.
+	preOpts := snapshot.Options{Trigger: manifest.TriggerPreRestore, SkipRetention: true,
+		Notes: "before restore " + res.Txn + " of " + id, SkipDB: parts[PartDB], SkipData: parts[PartData]}
+	if (r.Snap.DSN != "" && !preOpts.SkipDB) || (r.Snap.DataDir != "" && !preOpts.SkipData) {
+		pre, err := r.Snap.BackupLocked(ctx, preOpts)
+		if err != nil {
+			return res, fmt.Errorf("pre-restore snapshot: %w", err)
+		}
+		res.PreSnapshot = pre.Manifest.ID
 	}
-	res.PreSnapshot = pre.Manifest.ID
 
 	fail := func(step string, t0 time.Time, cause error) error {
 		res.Steps = append(res.Steps, Step{Step: step, Status: "failed", DurationMS: time.Since(t0).Milliseconds(), Detail: cause.Error()})
@@ -389,7 +396,7 @@ func whyNot(p string, m manifest.Manifest, r *Restorer) string {
 
 func (r *Restorer) plan(ctx context.Context, m manifest.Manifest, parts map[string]bool, txn string) ([]string, error) {
 	plan := []string{fmt.Sprintf("snapshot %s taken %s (%s), checksums verified", m.ID, m.CreatedAt.Format(time.RFC3339), m.Trigger),
-		"take a pre-restore snapshot of the current state"}
+		"keep the current state: what is restored stays whole beside it (renamed), the rest goes into a pre-restore snapshot"}
 	if parts[PartDB] {
 		plan = append(plan, fmt.Sprintf("db: restore %s into %s, validate %d tables and migration %s %s, then swap it in by rename (the current one kept as %s)",
 			m.DB.File, r.DB.Scratch(txn), len(m.DB.Tables), m.DB.Migration.Tool, m.DB.Migration.Revision, r.DB.Pre(txn)))

@@ -60,6 +60,9 @@ type Options struct {
 	// SkipRetention leaves every snapshot in place (a pre-restore snapshot
 	// must not prune the one being restored).
 	SkipRetention bool
+	// SkipDB and SkipData leave a part out (a restore keeps that part's
+	// pre-state by rename and needs no copy of it).
+	SkipDB, SkipData bool
 	Upload        bool // copy to Store in the same pass (when Store is set)
 }
 
@@ -137,7 +140,9 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 	var info Info
 	var held *Held
 	defer func() { held.Release() }()
-	if e.DSN != "" {
+	dumpDB := e.DSN != "" && !o.SkipDB
+	archiveData := e.DataDir != "" && !o.SkipData
+	if dumpDB {
 		// The counts' transaction stays open until the dump is done: the
 		// dump is taken at its exported snapshot, so they agree exactly.
 		if info, held, err = InspectHeld(ctx, e.DSN); err != nil {
@@ -163,7 +168,7 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 	prog := newProgress(e.Progress, e.expectedSize(cat))
 	defer prog.done()
 
-	if e.DSN != "" {
+	if dumpDB {
 		t0 := time.Now()
 		_, full, _ := e.Dumper.Version(ctx)
 		sum, uerr, err := e.produce(ctx, partial, manifest.DBFile, up, m.ID, prog.stage("db"), func(w io.Writer) error {
@@ -184,7 +189,7 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 			File:      manifest.DBFile, Size: sum.Size, SHA256: sum.SHA256, Compression: manifest.CompressionZstd,
 			Tables: info.Tables, DurationMS: time.Since(t0).Milliseconds(), PgDumpVersion: full}
 	}
-	if e.DataDir != "" {
+	if archiveData {
 		t0 := time.Now()
 		var st TarStats
 		sum, uerr, err := e.produce(ctx, partial, manifest.DataFile, up, m.ID, prog.stage("data"), func(w io.Writer) error {
