@@ -63,7 +63,7 @@ type Options struct {
 	// SkipDB and SkipData leave a part out (a restore keeps that part's
 	// pre-state by rename and needs no copy of it).
 	SkipDB, SkipData bool
-	Upload        bool // copy to Store in the same pass (when Store is set)
+	Upload           bool // copy to Store in the same pass (when Store is set)
 }
 
 // Result is what one backup did.
