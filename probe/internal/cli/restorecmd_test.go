@@ -198,7 +198,7 @@ func TestRestoreCommands(t *testing.T) {
 		}
 		for _, want := range []string{
 			"Plan for restoring snapshot " + id + ":\n  1. snapshot " + id + " taken ",
-			"checksums verified\n  2. take a pre-restore snapshot of the current state\n  3. db: restore db.dump.zst into clinic_restore_",
+			"checksums verified\n  2. keep the current state: what is restored stays whole beside it (renamed), the rest goes into a pre-restore snapshot\n  3. db: restore db.dump.zst into clinic_restore_",
 			"validate 2 tables and migration alembic 0042_add_visits, then swap it in by rename (the current one kept as clinic_pre_",
 			"\n  4. data: extract data.tar.zst into " + s.dataDir + ".restore-",
 			"\n  5. ready: poll http://127.0.0.1:",
