@@ -84,7 +84,7 @@ func TestGoldenSignedCommand(t *testing.T) {
 // no HTML escaping, whole-second UTC times, empty parts as [].
 func TestCanonicalForm(t *testing.T) {
 	c := Command{ID: "20250601T020304Z-0a1b2c3d", Host: "h", Snapshot: "latest", Reason: "a<b>&\"c\"\n\u2028",
-		IssuedAt: time.Date(2025, 6, 1, 11, 3, 4, 987654321, time.FixedZone("JST", 9*3600)),
+		IssuedAt:  time.Date(2025, 6, 1, 11, 3, 4, 987654321, time.FixedZone("JST", 9*3600)),
 		ExpiresAt: time.Date(2025, 6, 1, 2, 18, 4, 0, time.UTC), DryRun: true, Signature: "ignored"}
 	want := `{"id":"20250601T020304Z-0a1b2c3d","host":"h","snapshot":"latest","parts":[],"reason":"a<b>&\"c\"\n\u2028",` +
 		`"requested_by":"","issued_at":"2025-06-01T02:03:04Z","expires_at":"2025-06-01T02:18:04Z","dry_run":true}`
@@ -96,11 +96,11 @@ func TestCanonicalForm(t *testing.T) {
 func TestGoldenResult(t *testing.T) {
 	r := Result{
 		ID: "20250601T020304Z-0a1b2c3d", Host: "psyfit-prod", State: StateSucceeded,
-		Message: "restore 20250601T020310Z-4e5f60 of snapshot 20250531T020000Z-a1b2c3 done",
+		Message:  "restore 20250601T020310Z-4e5f60 of snapshot 20250531T020000Z-a1b2c3 done",
 		Snapshot: "20250531T020000Z-a1b2c3", Parts: []string{PartDB, PartData}, Reason: "bad deploy",
 		RequestedBy: "ops", Txn: "20250601T020310Z-4e5f60", PreSnapshot: "20250601T020311Z-778899",
-		Plan:  []string{"db: restore app from the snapshot", "data: replace /var/data"},
-		Steps: []Step{{Step: "db", Status: "ok", DurationMS: 5123, Detail: "swapped in"}, {Step: "data", Status: "ok", DurationMS: 812}},
+		Plan:          []string{"db: restore app from the snapshot", "data: replace /var/data"},
+		Steps:         []Step{{Step: "db", Status: "ok", DurationMS: 5123, Detail: "swapped in"}, {Step: "data", Status: "ok", DurationMS: 812}},
 		UnavailableMS: 41, StartedAt: issued.Add(5 * time.Second), FinishedAt: issued.Add(12 * time.Second), DurationMS: 7000,
 	}
 	got, err := json.MarshalIndent(r, "", "  ")
