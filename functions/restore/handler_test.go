@@ -90,8 +90,8 @@ func TestRestoreWritesSignedCommand(t *testing.T) {
 				"Newer snapshots passed over: " + snapNoManifest + ": incomplete: no manifest.json", snapNotVaulted + ": no vault copy yet"},
 		},
 		{
-			name:    "an id, the database only, dry run",
-			payload: `{"action":"restore","host":"psyfit-prod","snapshot":"` + snapDBOnly + `","parts":["db"],"reason":"check the plan","dry_run":true,"requested_by":"arn:aws:iam::123456789012:user/ops"}`,
+			name:         "an id, the database only, dry run",
+			payload:      `{"action":"restore","host":"psyfit-prod","snapshot":"` + snapDBOnly + `","parts":["db"],"reason":"check the plan","dry_run":true,"requested_by":"arn:aws:iam::123456789012:user/ops"}`,
 			requireVault: true, snapshot: snapDBOnly, parts: []string{"db"}, dryRun: true, by: "arn:aws:iam::123456789012:user/ops",
 			plan: []string{"Dry run (nothing is changed): plan a restore of psyfit-prod from snapshot " + snapDBOnly, "not verified since the backup",
 				"the database psyfit", "it changes nothing"},

@@ -31,22 +31,23 @@ type ListResponse struct {
 
 // SnapshotInfo is one snapshot as the store holds it.
 type SnapshotInfo struct {
-	ID         string    `json:"id"`
-	CreatedAt  time.Time `json:"created_at,omitzero"`
-	Trigger    string    `json:"trigger,omitempty"`
-	Notes      string    `json:"notes,omitempty"`
-	Revision   string    `json:"revision,omitempty"`  // the app's git revision
-	Image      string    `json:"image,omitempty"`     // the app container's image
-	Migration  string    `json:"migration,omitempty"` // "alembic 0042_add_visits"
-	Parts      []string  `json:"parts,omitempty"`     // db, data, code: what it can restore
-	DBSize     int64     `json:"db_size,omitempty"`   // bytes, compressed
-	DataSize   int64     `json:"data_size,omitempty"` // bytes, compressed
-	Size       string    `json:"size"`                // the total, for people: "1.2 GiB"
-	Complete   bool      `json:"complete"`            // manifest and every part present with its size
-	Verified   bool      `json:"verified"`            // the probe re-read its checksums after the backup
-	Vaulted    bool      `json:"vaulted"`             // the vault catalog lists a copy
-	Restorable bool      `json:"restorable"`          // complete, and vaulted when the function requires it
-	Problem    string    `json:"problem,omitempty"`   // why it is not complete or not restorable
+	ID         string     `json:"id"`
+	CreatedAt  time.Time  `json:"created_at,omitzero"`
+	Trigger    string     `json:"trigger,omitempty"`
+	Notes      string     `json:"notes,omitempty"`
+	Revision   string     `json:"revision,omitempty"`   // the app's git revision
+	Image      string     `json:"image,omitempty"`      // the app container's image
+	Migration  string     `json:"migration,omitempty"`  // "alembic 0042_add_visits"
+	Parts      []string   `json:"parts,omitempty"`      // db, data, code: what it can restore
+	DBSize     int64      `json:"db_size,omitempty"`    // bytes, compressed
+	DataSize   int64      `json:"data_size,omitempty"`  // bytes, compressed
+	Size       string     `json:"size"`                 // the total, for people: "1.2 GiB"
+	Complete   bool       `json:"complete"`             // manifest and every part present with its size
+	Verified   bool       `json:"verified"`             // the probe re-read its checksums after the backup
+	Vaulted    bool       `json:"vaulted"`              // the vault catalog lists a copy
+	VaultCopy  *vaultCopy `json:"vault_copy,omitempty"` // where and until when the vault keeps it
+	Restorable bool       `json:"restorable"`           // complete, and vaulted when the function requires it
+	Problem    string     `json:"problem,omitempty"`    // why it is not complete or not restorable
 }
 
 // List answers {"action":"list","host":...}: the host's snapshots in S3
@@ -218,7 +219,7 @@ func (h *Handler) info(s *snapshot, vault *vaultCatalog) SnapshotInfo {
 		total += size
 	}
 	in.Size = humanBytes(total)
-	in.Vaulted = vault.has(s.id)
+	in.Vaulted, in.VaultCopy = vault.has(s.id), vault.copyOf(s.id)
 	if m := s.m; m != nil {
 		in.CreatedAt, in.Trigger, in.Notes = m.CreatedAt, string(m.Trigger), m.Notes
 		in.Revision, in.Image = m.App.Revision, m.App.Image

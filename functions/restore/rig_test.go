@@ -176,10 +176,11 @@ func (r *rig) putVault(t testing.TB, prefix, h string, ids ...string) {
 	for _, e := range tmpl.Snapshots {
 		entry = e
 	}
-	cat := map[string]map[string]json.RawMessage{"snapshots": {}}
+	snaps := map[string]json.RawMessage{}
 	for _, id := range ids {
-		cat["snapshots"][id] = entry
+		snaps[id] = entry
 	}
+	cat := map[string]any{"schema": 1, "host": h, "snapshots": snaps}
 	key := h + "/" + vaultCatalogFile
 	if prefix != "" {
 		key = prefix + "/" + key

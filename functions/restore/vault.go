@@ -5,24 +5,32 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // vaultCatalogFile is the offsite function's record of the vault copies
-// of one host's snapshots, <host>/vault-catalog.json. The restore
-// function reads only which ids it lists:
+// of one host's snapshots, <host>/vault-catalog.json (functions/offsite
+// Catalog, schema 1):
 //
-//	{"snapshots": {"<snapshot id>": {...}, ...}, ...}
+//	{"schema": 1, "host": "...", "snapshots": {"<snapshot id>": {"vault_bucket": "...", "copied_at": "...", "retain_until": "...", ...}}}
 //
-// An id is vaulted when it is a key of "snapshots" (the offsite function
-// adds it once every object is copied and its checksum compared). Other
-// fields, and the entries' contents, are the offsite function's.
+// An id is vaulted when it is a key of "snapshots": the offsite function
+// adds it only once every object is copied and its checksum compared.
+// The restore function reads just the fields of vaultCopy.
 const vaultCatalogFile = "vault-catalog.json"
+
+// vaultCopy is what the restore function shows of one vault copy.
+type vaultCopy struct {
+	VaultBucket string    `json:"vault_bucket"`
+	CopiedAt    time.Time `json:"copied_at"`
+	RetainUntil time.Time `json:"retain_until"`
+}
 
 // vaultCatalog is what the restore function knows of a host's vault copies.
 type vaultCatalog struct {
-	key   string                     // s3://bucket/<host>/vault-catalog.json
-	found bool                       // the catalog exists
-	ids   map[string]json.RawMessage // vaulted snapshot ids
+	key   string                // s3://bucket/<host>/vault-catalog.json
+	found bool                  // the catalog exists
+	ids   map[string]*vaultCopy // vaulted snapshot ids
 }
 
 // vaultCatalog reads host's vault catalog. A missing catalog is an empty
@@ -39,7 +47,7 @@ func (h *Handler) vaultCatalog(ctx context.Context, host string) (*vaultCatalog,
 		return nil, err
 	}
 	var doc struct {
-		Snapshots map[string]json.RawMessage `json:"snapshots"`
+		Snapshots map[string]*vaultCopy `json:"snapshots"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("vault catalog %s: %w", v.key, err)
@@ -52,6 +60,10 @@ func (v *vaultCatalog) has(id string) bool {
 	_, ok := v.ids[id]
 	return ok
 }
+
+// copyOf returns id's vault copy (nil when it has none, or an entry
+// without details).
+func (v *vaultCatalog) copyOf(id string) *vaultCopy { return v.ids[id] }
 
 // describe says where the vaulted flags come from.
 func (v *vaultCatalog) describe() string {
