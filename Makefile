@@ -18,7 +18,7 @@ probe:
 
 ## The Lambda functions: provided.al2023 on arm64 runs a static binary named
 ## bootstrap. Runtime API client only (lambda.norpc), no cgo, no local paths.
-FUNCTIONS := uptime alert
+FUNCTIONS := uptime alert restore offsite
 LAMBDA_BUILD := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags '-s -w'
 
 ## build-<LogicalId>: what `sam build` runs for a function with
@@ -31,6 +31,14 @@ build-UptimeFunction:
 build-AlertFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it (or use make functions)"; exit 2; }
 	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/alert
+
+build-RestoreFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it (or use make functions)"; exit 2; }
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/restore
+
+build-OffsiteFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it (or use make functions)"; exit 2; }
+	$(LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/offsite
 
 ## functions: every function's bootstrap as sam builds it, in bin/functions/<name>/, with its size
 functions:

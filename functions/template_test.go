@@ -28,6 +28,13 @@ var callActions = []struct {
 	{regexp.MustCompile(`\.GetSecretValue\(`), []string{"secretsmanager:GetSecretValue"}},
 	{regexp.MustCompile(`VersionId\s*=`), []string{"s3:GetObjectVersion"}}, // GetObject of a given version
 	{regexp.MustCompile(`\.Publish\(`), []string{"sns:Publish"}},
+	{regexp.MustCompile(`\.HeadObject\(`), []string{"s3:GetObject"}},
+	{regexp.MustCompile(`\.CreateMultipartUpload\(`), []string{"s3:PutObject"}},
+	{regexp.MustCompile(`\.UploadPartCopy\(`), []string{"s3:GetObject", "s3:PutObject"}},
+	{regexp.MustCompile(`\.CompleteMultipartUpload\(`), []string{"s3:PutObject"}},
+	{regexp.MustCompile(`\.AbortMultipartUpload\(`), []string{"s3:AbortMultipartUpload"}},
+	{regexp.MustCompile(`ObjectLockRetainUntilDate:`), []string{"s3:PutObjectRetention"}},          // a copy or upload with Object Lock retention
+	{regexp.MustCompile(`DeleteObjectInput\{[^}]*VersionId:`), []string{"s3:DeleteObjectVersion"}}, // delete of one version
 }
 
 // implied are actions a role may hold without a matching call, and why.
@@ -176,6 +183,15 @@ func TestEveryFunctionDirIsInTheTemplate(t *testing.T) {
 			t.Errorf("functions/%s has a main.go but no function in template.yaml", dir)
 		}
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 func get(n *yaml.Node, keys ...string) *yaml.Node {

@@ -20,12 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"backstop/probe/internal/check"
+	"backstop/probe/internal/commands"
 	"backstop/probe/internal/config"
 	"backstop/probe/internal/outbox"
 	"backstop/probe/internal/restore"
 	"backstop/probe/internal/snapshot"
 	"backstop/shared/alert"
 	"backstop/shared/atomicfile"
+	"backstop/shared/command"
 	"backstop/shared/mail"
 	"backstop/shared/manifest"
 	"backstop/shared/store"
@@ -61,6 +63,7 @@ type Daemon struct {
 	started     time.Time
 	snapshots   *snapshot.Engine // nil: no backup configured
 	store       store.Store      // off-site store for the heartbeat; nil: none
+	cmds        *commands.Poller // restore commands from the store; nil: commands.hmac_key_file unset
 }
 
 // heartbeatTimeout bounds the heartbeat upload so a dead store never stalls
@@ -112,6 +115,11 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 			return nil, err
 		}
 		d.snapshots.Alert = d.raise
+	}
+	if cfg.Commands.HMACKeyFile != "" {
+		if d.cmds, err = d.commandPoller(); err != nil {
+			return nil, err
+		}
 	}
 	for _, e := range entries {
 		if iv := e.Config.Interval.D(); d.minInterval == 0 || iv < d.minInterval {
@@ -212,6 +220,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 				gocron.WithName("upload retries"), gocron.WithSingletonMode(gocron.LimitModeReschedule)); err != nil {
 				return fmt.Errorf("schedule upload retries: %w", err)
 			}
+		}
+	}
+	if d.cmds != nil {
+		if _, err := s.NewJob(gocron.DurationJob(d.cfg.Commands.Poll.D()), gocron.NewTask(func() { d.pollCommands(runCtx) }),
+			gocron.WithName("restore commands"), gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithStartAt(gocron.WithStartImmediately())); err != nil {
+			return fmt.Errorf("schedule command polling: %w", err)
 		}
 	}
 	d.log.Info("probe running", "host", d.cfg.Host, "checks", len(d.entries), "listen", ln.Addr().String(),
@@ -380,6 +395,50 @@ func (d *Daemon) push(ctx context.Context) {
 	}
 	if err != nil && !errors.Is(err, snapshot.ErrLocked) {
 		d.log.Warn("upload retry failed; retrying later", "err", err, "every", pushEvery.String())
+	}
+}
+
+// commandPoller reads the command key (a missing or short key file stops
+// the daemon at startup) and builds the poller over the store, with the
+// restore engine as what runs a command.
+func (d *Daemon) commandPoller() (*commands.Poller, error) {
+	key, err := command.LoadKey(d.cfg.Commands.HMACKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("commands.hmac_key_file: %w", err)
+	}
+	if d.store == nil {
+		return nil, errors.New("commands.hmac_key_file is set but no store is configured: commands are read from store.s3 or store.dir")
+	}
+	if d.snapshots == nil {
+		return nil, errors.New("commands.hmac_key_file is set but backup is not configured: a command restores a snapshot")
+	}
+	return &commands.Poller{Store: d.store, Host: d.cfg.Host, Key: key, LedgerPath: filepath.Join(d.cfg.StateDir, "command-ledger.json"),
+		Run: d.runCommand, Alert: d.raise, Log: d.log}, nil
+}
+
+// runCommand restores what a verified, claimed command asks for.
+func (d *Daemon) runCommand(ctx context.Context, c command.Command) (restore.Result, error) {
+	r, err := restore.FromConfig(ctx, d.cfg, d.snapshots, d.log)
+	if err != nil {
+		return restore.Result{}, err
+	}
+	r.Alert = d.raise
+	parts := map[string]bool{}
+	for _, p := range c.Parts {
+		parts[p] = true
+	}
+	return r.Restore(ctx, restore.Request{Snapshot: c.Snapshot, Parts: parts, DryRun: c.DryRun, Reason: c.Reason,
+		Trigger: "command", RequestedBy: c.RequestedBy})
+}
+
+// pollCommands runs the commands that arrived; their events go out now.
+func (d *Daemon) pollCommands(ctx context.Context) {
+	n, err := d.cmds.Poll(ctx)
+	if err != nil {
+		d.log.Warn("command poll failed; retrying at the next poll", "err", err, "every", d.cfg.Commands.Poll.D().String())
+	}
+	if n > 0 {
+		d.deliver(ctx)
 	}
 }
 

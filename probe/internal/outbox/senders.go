@@ -43,12 +43,14 @@ func (s MailSender) Send(ctx context.Context, ev alert.Event) error {
 	return nil
 }
 
-// DirSender "sends" each event as two files in Dir: <time>-<check>-<state>.json
-// (the event) and <time>-<check>-<state>.eml (headers and the text body of
-// the rendered mail, UTF-8, readable with any pager or mail client). Kind,
-// when set, is added to the name (…-down-reminder). Files are written
-// atomically; delivering the same event again rewrites the same names. It
-// is the default way, so a demo shows its mails as files.
+// DirSender "sends" each event as two files in Dir:
+// <time>-<check>-<state>-<hash>.json (the event) and the same name with .eml
+// (headers and the text body of the rendered mail, UTF-8, readable with any
+// pager or mail client). Kind, when set, is added before the hash
+// (…-down-reminder-<hash>); the hash is of the dedup key, so two events of
+// one check and state in the same second keep both files, while delivering
+// the same event again rewrites the same names. Files are written
+// atomically. It is the default way, so a demo shows its mails as files.
 type DirSender struct {
 	Dir  string
 	From string   // From header; default backstop@<host>
@@ -67,6 +69,7 @@ func (s DirSender) Send(ctx context.Context, ev alert.Event) error {
 	if ev.Kind != "" {
 		base += "-" + safeName(ev.Kind)
 	}
+	base += "-" + shortHash(ev.DedupKey, 6)
 	data, err := json.MarshalIndent(ev, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write mail file %s.json: %w", base, err)

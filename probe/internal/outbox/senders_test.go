@@ -34,10 +34,9 @@ func TestDirSenderWritesMailFiles(t *testing.T) {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
-	want := []string{
-		"20250301T000500Z-web-health-down.eml", "20250301T000500Z-web-health-down.json",
-		"20250301T001500Z-web-health-up.eml", "20250301T001500Z-web-health-up.json",
-	}
+	down := "20250301T000500Z-web-health-down-" + shortHash(evs[0].DedupKey, 6)
+	up := "20250301T001500Z-web-health-up-" + shortHash(evs[1].DedupKey, 6)
+	want := []string{down + ".eml", down + ".json", up + ".eml", up + ".json"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("files %v, want %v", names, want)
 	}
@@ -62,6 +61,22 @@ func TestDirSenderWritesMailFiles(t *testing.T) {
 	}
 }
 
+// Two events of one check and state in the same second (a command's
+// "started" and another event) both keep their files.
+func TestDirSenderKeepsEventsOfTheSameSecond(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2025, 3, 1, 0, 5, 0, 0, time.UTC)
+	for _, key := range []string{"restore:h:restore:a:start", "restore:h:restore:b:start"} {
+		ev := alert.Event{Host: "h", Check: "restore", State: alert.Info, At: at, DedupKey: key}
+		if err := (DirSender{Dir: dir}).Send(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
+		t.Fatalf("%d files, want 4 (two events, .json and .eml each)", len(ents))
+	}
+}
+
 func TestDirSenderNames(t *testing.T) {
 	at := time.Date(2025, 3, 1, 0, 5, 0, 0, time.UTC)
 	cases := []struct {
@@ -81,7 +96,7 @@ func TestDirSenderNames(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, ext := range []string{".json", ".eml"} {
-				if _, err := os.Stat(filepath.Join(dir, c.want+ext)); err != nil {
+				if _, err := os.Stat(filepath.Join(dir, c.want+"-"+shortHash("k", 6)+ext)); err != nil {
 					t.Errorf("%v", err)
 				}
 			}

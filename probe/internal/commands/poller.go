@@ -1,0 +1,337 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"backstop/probe/internal/restore"
+	"backstop/shared/alert"
+	"backstop/shared/command"
+	"backstop/shared/store"
+)
+
+// Poller finds the restore commands under <Host>/commands/ in Store and
+// runs each valid one exactly once on this host.
+//
+// Guarantees: a command runs only after its signature (constant time), host,
+// expiry, parts and id have been verified; only after this probe won the
+// conditional write of <id>.claim (a second probe, or a second Poll, skips
+// it); and never twice on this host: the ledger at LedgerPath records each
+// id before its claim is attempted, so deleting the claim object (or
+// re-uploading the command) cannot make it run again. A command that fails
+// any check is never run: it is logged, alerted once with the reason, given
+// a rejected <id>.status.json and recorded in the ledger, so later polls
+// stay quiet about it.
+//
+// Cancelling ctx stops Poll between commands; a Run in progress gets ctx
+// and decides itself (the restore engine reverts). A Poller is safe for
+// concurrent use; Polls are serialised.
+type Poller struct {
+	Store      store.Store
+	Host       string
+	Key        []byte // the HMAC key (command.LoadKey of commands.hmac_key_file)
+	LedgerPath string // the local ledger of seen command ids, e.g. <state_dir>/command-ledger.json
+	// Run executes a verified, claimed command: the restore engine.
+	Run   func(ctx context.Context, c command.Command) (restore.Result, error)
+	Alert func(alert.Event) // nil: no events
+	Log   *slog.Logger      // nil: no logs
+	Now   func() time.Time  // nil: time.Now
+
+	mu sync.Mutex
+}
+
+// claim is the content of <id>.claim: who took the command.
+type claim struct {
+	Host string    `json:"host"`
+	PID  int       `json:"pid"`
+	At   time.Time `json:"at"`
+}
+
+// Poll looks at every command object under <Host>/commands/ once, oldest
+// id first, and returns how many it acted on (ran or rejected). Commands
+// already decided (claimed by anyone, or in the ledger) are skipped
+// silently. The error reports what Poll could not do (list, read, write,
+// the ledger); a command whose restore failed is not an error of Poll —
+// its status and result say so. A corrupt ledger stops Poll before any
+// command is looked at.
+func (p *Poller) Poll(ctx context.Context) (handled int, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	led, err := loadLedger(p.LedgerPath)
+	if err != nil {
+		return 0, err
+	}
+	prefix := command.Prefix(p.Host)
+	objs, err := p.Store.List(ctx, prefix)
+	if err != nil {
+		return 0, fmt.Errorf("list commands %s in %s: %w", prefix, p.Store, err)
+	}
+	claims := map[string]bool{}
+	for _, o := range objs {
+		if id, ok := strings.CutSuffix(strings.TrimPrefix(o.Key, prefix), command.SuffixClaim); ok {
+			claims[id] = true
+		}
+	}
+	var errs []error
+	for _, o := range objs {
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+		id, ok := command.CommandID(p.Host, o.Key)
+		if !ok {
+			continue
+		}
+		acted, err := p.handle(ctx, led, id, o, claims[id])
+		if acted {
+			handled++
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("command %s: %w", id, err))
+		}
+	}
+	return handled, errors.Join(errs...)
+}
+
+// handle decides one command object.
+func (p *Poller) handle(ctx context.Context, led *ledger, id string, o store.Object, claimed bool) (bool, error) {
+	if e := led.Commands[id]; e != nil {
+		switch {
+		case e.State == seenRejected || e.Replayed:
+			return false, nil
+		case e.State == seenClaiming && claimed:
+			// The claim landed but this probe stopped before recording it,
+			// or another probe won: either way it never ran here.
+			p.logger().Warn("command claimed but not run here; skipped", "id", id)
+			e.State, e.At = seenLost, p.now().UTC()
+			return false, led.save(p.LedgerPath)
+		case e.State == seenClaiming:
+			// never claimed: decide it afresh below
+		case claimed:
+			return false, nil // done, as recorded
+		default:
+			// Seen and claimed before, and now its claim is gone while
+			// the command is (again) there: a replay.
+			why := fmt.Sprintf("replayed: command id %s was already %s by this probe at %s; it never runs twice",
+				id, e.State, e.At.Format(time.RFC3339))
+			var c *command.Command
+			if data, err := p.read(ctx, o); err == nil {
+				if d, err := command.Decode(data); err == nil {
+					c = &d
+				}
+			}
+			e.Replayed = true
+			return true, p.reject(ctx, led, id, c, command.ReasonReplayed, why, false)
+		}
+	} else if claimed {
+		return false, nil // another probe has it
+	}
+
+	if o.Size > command.MaxSize {
+		return true, p.reject(ctx, led, id, nil, command.ReasonMalformed,
+			fmt.Sprintf("malformed: %d bytes, more than the %d allowed", o.Size, command.MaxSize), true)
+	}
+	data, err := p.read(ctx, o)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil // withdrawn since the listing
+	}
+	if err != nil {
+		return false, err
+	}
+	c, err := command.Decode(data)
+	if err != nil {
+		return true, p.reject(ctx, led, id, nil, command.ReasonMalformed, err.Error(), true)
+	}
+	if err := command.Verify(c, p.Key, p.Host, p.now()); err != nil {
+		reason := command.ReasonOf(err)
+		if reason == "" {
+			return false, err // our configuration (the key), not the command
+		}
+		return true, p.reject(ctx, led, id, &c, reason, err.Error(), true)
+	}
+	if c.ID != id {
+		return true, p.reject(ctx, led, id, &c, command.ReasonMalformed,
+			fmt.Sprintf("malformed: the command's id %s differs from its object key %s", c.ID, o.Key), true)
+	}
+	return p.claimAndRun(ctx, led, c)
+}
+
+// claimAndRun records the id, claims it with a conditional write and, when
+// this probe won, runs it with status and result objects and events.
+func (p *Poller) claimAndRun(ctx context.Context, led *ledger, c command.Command) (bool, error) {
+	log := p.logger().With("id", c.ID)
+	led.Commands[c.ID] = &entry{State: seenClaiming, At: p.now().UTC()}
+	if err := led.save(p.LedgerPath); err != nil {
+		return false, err
+	}
+	body, _ := json.Marshal(claim{Host: p.Host, PID: os.Getpid(), At: p.now().UTC()})
+	_, err := p.Store.Put(ctx, command.ClaimKey(p.Host, c.ID), bytes.NewReader(body),
+		store.PutOptions{IfNoneMatch: true, Size: int64(len(body)), ContentType: "application/json"})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		log.Info("command claimed by another probe; skipped")
+		led.Commands[c.ID] = &entry{State: seenLost, At: p.now().UTC()}
+		return false, led.save(p.LedgerPath)
+	case err != nil:
+		delete(led.Commands, c.ID) // not claimed: the next poll tries again
+		return false, errors.Join(fmt.Errorf("claim: %w", err), led.save(p.LedgerPath))
+	}
+	led.Commands[c.ID] = &entry{State: seenClaimed, At: p.now().UTC()}
+	if err := led.save(p.LedgerPath); err != nil {
+		// Claimed, but without the record a deleted claim could let it run
+		// again: do not run it.
+		p.writeStatus(ctx, command.Status{ID: c.ID, State: command.StateFailed, Step: "claimed", Snapshot: c.Snapshot,
+			DryRun: c.DryRun, Message: "not run: the probe could not record it in its ledger: " + err.Error()})
+		return true, err
+	}
+
+	log.Warn("restore command accepted", "command", c.String())
+	p.writeStatus(ctx, command.Status{ID: c.ID, State: command.StateClaimed, Step: "claimed", Snapshot: c.Snapshot,
+		DryRun: c.DryRun, Message: "claimed: " + c.String()})
+	p.raise(alert.Event{Check: "command", State: alert.Info, IncidentID: c.ID,
+		Summary:  fmt.Sprintf("restore command %s started (%s of snapshot %s%s)", c.ID, strings.Join(c.Parts, ","), c.Snapshot, dryText(c.DryRun)),
+		Detail:   c.String(),
+		DedupKey: p.dedup(c.ID, "start")})
+	p.writeStatus(ctx, command.Status{ID: c.ID, State: command.StateRunning, Step: "restore", Snapshot: c.Snapshot,
+		DryRun: c.DryRun, Message: "running: " + c.String()})
+
+	started := p.now().UTC()
+	res, runErr := p.Run(ctx, c)
+	out := command.Result{
+		ID: c.ID, Host: p.Host, State: command.StateSucceeded, Snapshot: res.Snapshot, Parts: c.Parts,
+		DryRun: c.DryRun, Reason: c.Reason, RequestedBy: c.RequestedBy, Txn: res.Txn, PreSnapshot: res.PreSnapshot,
+		Plan: res.Plan, Reverted: res.Reverted, UnavailableMS: res.UnavailableMS,
+		StartedAt: started, FinishedAt: p.now().UTC(), DurationMS: res.DurationMS,
+	}
+	if out.Plan == nil {
+		out.Plan = []string{}
+	}
+	out.Steps = []command.Step{}
+	for _, s := range res.Steps {
+		out.Steps = append(out.Steps, command.Step{Step: s.Step, Status: s.Status, DurationMS: s.DurationMS, Detail: s.Detail})
+	}
+	state := alert.Info
+	switch {
+	case runErr != nil:
+		out.State, state = command.StateFailed, alert.Warn
+		out.Message = "restore failed: " + runErr.Error()
+		log.Error("restore command failed", "txn", res.Txn, "err", runErr)
+	case c.DryRun:
+		out.Message = fmt.Sprintf("dry run: snapshot %s verified, nothing changed; the restore would do: %s",
+			res.Snapshot, strings.Join(res.Plan, "; "))
+		log.Info("restore command done (dry run)", "snapshot", res.Snapshot)
+	default:
+		out.Message = fmt.Sprintf("restore %s of snapshot %s done; undo with: probe revert %s", res.Txn, res.Snapshot, res.Txn)
+		log.Info("restore command done", "txn", res.Txn, "snapshot", res.Snapshot)
+	}
+
+	var errs []error
+	if b, err := json.MarshalIndent(out, "", "  "); err != nil {
+		errs = append(errs, fmt.Errorf("encode result: %w", err))
+	} else if err := p.put(context.WithoutCancel(ctx), command.ResultKey(p.Host, c.ID), append(b, '\n')); err != nil {
+		errs = append(errs, err)
+	}
+	p.writeStatus(context.WithoutCancel(ctx), command.Status{ID: c.ID, State: out.State, Step: "done", Snapshot: res.Snapshot,
+		Txn: res.Txn, DryRun: c.DryRun, Message: out.Message})
+	p.raise(alert.Event{Check: "command", State: state, IncidentID: c.ID,
+		Summary:  fmt.Sprintf("restore command %s %s", c.ID, out.State),
+		Detail:   out.Message + "\n" + c.String(),
+		DedupKey: p.dedup(c.ID, string(out.State))})
+	return true, errors.Join(errs...)
+}
+
+// reject refuses a command: log, rejected status, one event, ledger.
+// c is the decoded command when there is one. newEntry records a fresh
+// ledger entry (a replay keeps the entry of the run it replays).
+func (p *Poller) reject(ctx context.Context, led *ledger, id string, c *command.Command, reason, why string, newEntry bool) error {
+	attrs := []any{"id", id, "reason", reason, "why", why}
+	detail := why
+	st := command.Status{ID: id, State: command.StateRejected, Step: "verify", Reason: reason, Message: "rejected, not run: " + why}
+	if c != nil {
+		attrs = append(attrs, "command", c.String())
+		detail += "\nthe command asked for: " + c.String()
+		st.Snapshot, st.DryRun = c.Snapshot, c.DryRun
+	}
+	p.logger().Warn("restore command rejected", attrs...)
+	p.writeStatus(ctx, st)
+	p.raise(alert.Event{Check: "command", State: alert.Warn, IncidentID: id,
+		Summary:  fmt.Sprintf("restore command %s rejected (%s), not run", id, reason),
+		Detail:   detail,
+		DedupKey: p.dedup(id, "rejected-"+reason)})
+	if newEntry {
+		led.Commands[id] = &entry{State: seenRejected, At: p.now().UTC(), Reason: reason}
+	}
+	return led.save(p.LedgerPath)
+}
+
+// read returns the command object, refusing more than command.MaxSize bytes.
+func (p *Poller) read(ctx context.Context, o store.Object) ([]byte, error) {
+	rc, _, err := p.Store.Get(ctx, o.Key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", o.Key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, command.MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", o.Key, err)
+	}
+	return data, nil // Decode refuses what is over the limit
+}
+
+func (p *Poller) writeStatus(ctx context.Context, st command.Status) {
+	st.Host, st.At, st.Probe = p.Host, p.now().UTC(), fmt.Sprintf("%s pid %d", p.Host, os.Getpid())
+	b, _ := json.MarshalIndent(st, "", "  ")
+	if err := p.put(ctx, command.StatusKey(p.Host, st.ID), append(b, '\n')); err != nil {
+		p.logger().Warn("write command status", "id", st.ID, "state", st.State, "err", err)
+	}
+}
+
+func (p *Poller) put(ctx context.Context, key string, data []byte) error {
+	_, err := p.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), ContentType: "application/json"})
+	if err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}
+
+func (p *Poller) raise(ev alert.Event) {
+	if p.Alert == nil {
+		return
+	}
+	ev.Source, ev.Host, ev.At = "probe", p.Host, p.now().UTC()
+	p.Alert(ev)
+}
+
+func (p *Poller) dedup(id, what string) string {
+	return fmt.Sprintf("probe:%s:command:%s:%s", p.Host, id, what)
+}
+
+func (p *Poller) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Poller) logger() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func dryText(dry bool) string {
+	if dry {
+		return ", dry run"
+	}
+	return ""
+}
