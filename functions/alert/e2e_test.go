@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"backstop/shared/testenv"
 )
@@ -87,7 +88,7 @@ func TestBootstrapEndToEnd(t *testing.T) {
 
 	delete(env, "STATE_BUCKET")
 	bad := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: env})
-	if _, fnErr := bad.Invoke(t, note); fnErr == nil || !strings.Contains(bad.Logs(), "STATE_BUCKET: required") {
+	if _, fnErr := bad.Invoke(t, note); fnErr == nil || !bad.LogsContain("STATE_BUCKET: required", 5*time.Second) {
 		t.Errorf("without STATE_BUCKET: %v, logs %q; want a failed start naming it", fnErr, bad.Logs())
 	}
 	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] web-health-e2e — HTTP 502", "[DOWN] web-health-e2e-eventbridge — HTTP 502"}) {

@@ -100,7 +100,7 @@ func TestBootstrapRefusesBadConfig(t *testing.T) {
 	bin := testenv.BuildBootstrap(t, "backstop/functions/offsite")
 	fn := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: lambdaEnv(r, map[string]string{"LOCK_DAYS": "0"})})
 	_, fnErr := fn.Invoke(t, readTestdata(t, "scheduled-event.json"))
-	if fnErr == nil || fnErr.ErrorType != "Runtime.ExitError" || !strings.Contains(fn.Logs(), "LOCK_DAYS: want a whole number of days 1..36500") {
+	if fnErr == nil || fnErr.ErrorType != "Runtime.ExitError" || !fn.LogsContain("LOCK_DAYS: want a whole number of days 1..36500", 5*time.Second) {
 		t.Errorf("error %v, logs:\n%s\nwant an exit naming LOCK_DAYS", fnErr, fn.Logs())
 	}
 }

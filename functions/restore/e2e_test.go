@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"backstop/shared/command"
 	"backstop/shared/testenv"
@@ -84,7 +85,7 @@ func TestBootstrapEndToEnd(t *testing.T) {
 
 	delete(env, "HOSTS")
 	broken := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: env})
-	if _, fnErr := broken.Invoke(t, readTestdata(t, "list.json")); fnErr == nil || !strings.Contains(broken.Logs(), "HOSTS: required") {
+	if _, fnErr := broken.Invoke(t, readTestdata(t, "list.json")); fnErr == nil || !broken.LogsContain("HOSTS: required", 5*time.Second) {
 		t.Errorf("without HOSTS: %v, logs %q; want a failed start naming it", fnErr, broken.Logs())
 	}
 }

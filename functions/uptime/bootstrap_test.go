@@ -144,7 +144,7 @@ func TestBootstrapConfigErrors(t *testing.T) {
 
 	bad := testenv.StartLambda(t, bin, testenv.LambdaOptions{Env: w.lambdaEnv(map[string]string{"TARGETS": `[{"name":"x","url":"https://x/","timeout":"forever"}]`, "TARGETS_KEY": ""})})
 	_, fnErr = bad.Invoke(t, scheduledPayload(t, "init"))
-	if fnErr == nil || !strings.Contains(bad.Logs(), `uptime: targets (TARGETS): targets[0].timeout: not a duration (like 5s, 500ms): "forever"`) {
+	if fnErr == nil || !bad.LogsContain(`uptime: targets (TARGETS): targets[0].timeout: not a duration (like 5s, 500ms): "forever"`, 5*time.Second) {
 		t.Fatalf("init failure: %v\nlogs:\n%s", fnErr, bad.Logs())
 	}
 }

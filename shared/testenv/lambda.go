@@ -373,6 +373,22 @@ func (l *Lambda) Invoke(t testing.TB, payload []byte) (response []byte, fnErr *L
 // stderr so far, with a "[testenv]" line at each process start and exit.
 func (l *Lambda) Logs() string { return l.logs.String() }
 
+// LogsContain reports whether the logs hold s, waiting up to within for a
+// line the process may still be writing (its output reaches Logs a moment
+// after it answers).
+func (l *Lambda) LogsContain(s string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if strings.Contains(l.Logs(), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // ColdStart is the time from the start of the current process to its
 // first GET /next (the bootstrap's init). It waits for that request up to
 // the init limit and returns 0 when the process exited or never asked.

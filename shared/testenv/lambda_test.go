@@ -112,8 +112,15 @@ func TestLambdaInvoke(t *testing.T) {
 		if raw != nil {
 			t.Errorf("response with a function error = %q, want none", raw)
 		}
-		// aws-lambda-go logs the error payload it posts.
-		if !strings.Contains(l.Logs(), `{"errorMessage":"echofn failed: disk full","errorType":"echoError"}`) {
+		// aws-lambda-go logs the error payload it posts; the process's
+		// stderr reaches Logs a moment after the error POST, so wait for it
+		// (bounded: a hang detector, not a timing assertion).
+		const body = `{"errorMessage":"echofn failed: disk full","errorType":"echoError"}`
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(l.Logs(), body) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !strings.Contains(l.Logs(), body) {
 			t.Errorf("logs lack the posted error body:\n%s", l.Logs())
 		}
 	})
