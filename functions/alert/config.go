@@ -9,11 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"backstop/functions/internal/lambdaenv"
 	"backstop/shared/mail"
 )
 
@@ -130,28 +129,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 // them directly, rather than through the SDK's config package with its
 // profiles, SSO and STS chains, keeps the bootstrap several MB smaller.
 func NewHandler(getenv func(string) string, c Config, log *slog.Logger) (*Handler, error) {
-	region := getenv("AWS_REGION")
-	if region == "" {
-		region = getenv("AWS_DEFAULT_REGION")
+	awsCfg, err := lambdaenv.AWSConfig(getenv)
+	if err != nil {
+		return nil, err
 	}
-	if region == "" {
-		return nil, errors.New("AWS_REGION: not set (Lambda sets it)")
-	}
-	if getenv("AWS_ACCESS_KEY_ID") == "" || getenv("AWS_SECRET_ACCESS_KEY") == "" {
-		return nil, errors.New("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set (Lambda sets them from the execution role)")
-	}
-	awsCfg := aws.Config{
-		Region:      region,
-		Credentials: credentials.NewStaticCredentialsProvider(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")),
-	}
-	endpoint := func(service string) *string {
-		for _, k := range []string{"AWS_ENDPOINT_URL_" + service, "AWS_ENDPOINT_URL"} {
-			if v := getenv(k); v != "" {
-				return aws.String(v)
-			}
-		}
-		return nil
-	}
+	endpoint := func(service string) *string { return lambdaenv.Endpoint(getenv, service) }
 	return &Handler{
 		S3: s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 			o.UsePathStyle, o.BaseEndpoint = c.S3PathStyle, endpoint("S3")

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"backstop/functions/internal/lambdaenv"
 )
 
 func main() {
@@ -18,14 +18,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	aws, err := awsconfig.LoadDefaultConfig(context.Background())
+	aws, err := lambdaenv.AWSConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "offsite: AWS config:", err)
 		os.Exit(1)
 	}
-	src := s3.NewFromConfig(aws, func(o *s3.Options) { o.UsePathStyle = cfg.PathStyle })
+	endpoint := lambdaenv.Endpoint(os.Getenv, "S3")
+	src := s3.NewFromConfig(aws, func(o *s3.Options) { o.UsePathStyle, o.BaseEndpoint = cfg.PathStyle, endpoint })
 	vault := s3.NewFromConfig(aws, func(o *s3.Options) {
-		o.UsePathStyle = cfg.PathStyle
+		o.UsePathStyle, o.BaseEndpoint = cfg.PathStyle, endpoint
 		if cfg.VaultRegion != "" {
 			o.Region = cfg.VaultRegion
 		}

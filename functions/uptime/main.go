@@ -1,13 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"backstop/functions/internal/lambdaenv"
 )
 
 func main() {
@@ -16,12 +16,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "uptime: config:", err)
 		os.Exit(1)
 	}
-	aws, err := awsconfig.LoadDefaultConfig(context.Background())
+	aws, err := lambdaenv.AWSConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "uptime: AWS config:", err)
 		os.Exit(1)
 	}
-	cfg.S3 = s3.NewFromConfig(aws, func(o *s3.Options) { o.UsePathStyle = env.PathStyle })
+	cfg.S3 = s3.NewFromConfig(aws, func(o *s3.Options) {
+		o.UsePathStyle, o.BaseEndpoint = env.PathStyle, lambdaenv.Endpoint(os.Getenv, "S3")
+	})
 	cfg.Metrics, cfg.Log = os.Stdout, os.Stderr
 	h, err := New(cfg)
 	if err != nil {
