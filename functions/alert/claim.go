@@ -6,17 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 
+	"backstop/functions/internal/s3err"
 	"backstop/shared/alert"
 )
 
@@ -113,17 +110,17 @@ func (h *Handler) acquire(ctx context.Context, ev alert.Event, origin string) (*
 	if err == nil {
 		return &claimRef{key: key, etag: etag, c: c}, claimOwned, nil
 	}
-	if !isPreconditionFailed(err) {
+	if !s3err.IsPreconditionFailed(err) {
 		return nil, 0, fmt.Errorf("claim s3://%s/%s: %w", h.Bucket, key, err)
 	}
 	for {
 		var cur claim
 		curTag, err := h.getJSON(ctx, key, &cur)
 		switch {
-		case isNotFound(err): // expired meanwhile: claim afresh
+		case s3err.IsNotFound(err): // expired meanwhile: claim afresh
 			if etag, err := h.putJSON(ctx, key, c, ""); err == nil {
 				return &claimRef{key: key, etag: etag, c: c}, claimOwned, nil
-			} else if !isPreconditionFailed(err) {
+			} else if !s3err.IsPreconditionFailed(err) {
 				return nil, 0, fmt.Errorf("claim s3://%s/%s: %w", h.Bucket, key, err)
 			}
 			continue
@@ -154,7 +151,7 @@ func (h *Handler) acquire(ctx context.Context, ev alert.Event, origin string) (*
 			h.logger().Info("claim taken over", "dedup_key", ev.DedupKey, "was", cur.Status, "attempt", next.Attempt)
 			return &claimRef{key: key, etag: etag, c: next}, claimOwned, nil
 		}
-		if !isPreconditionFailed(err) {
+		if !s3err.IsPreconditionFailed(err) {
 			return nil, 0, fmt.Errorf("take over claim s3://%s/%s: %w", h.Bucket, key, err)
 		}
 	}
@@ -242,24 +239,6 @@ func (h *Handler) getJSON(ctx context.Context, key string, v any) (string, error
 		return "", fmt.Errorf("decode s3://%s/%s: %w", h.Bucket, key, err)
 	}
 	return aws.ToString(out.ETag), nil
-}
-
-// isPreconditionFailed says whether a conditional write lost: 412, or
-// S3's 409 ConditionalRequestConflict when two such writes race.
-func isPreconditionFailed(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "PreconditionFailed", "ConditionalRequestConflict":
-			return true
-		}
-	}
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		s := re.HTTPStatusCode()
-		return s == http.StatusPreconditionFailed || s == http.StatusConflict
-	}
-	return false
 }
 
 // sleep waits d or until ctx ends.

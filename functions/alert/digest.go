@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"backstop/functions/internal/s3err"
 	"backstop/shared/alert"
 )
 
@@ -70,7 +71,7 @@ func digestKey(host string) string {
 func (h *Handler) readWindow(ctx context.Context, host string) (digestWindow, string, error) {
 	w := digestWindow{Host: host}
 	etag, err := h.getJSON(ctx, digestKey(host), &w)
-	if isNotFound(err) {
+	if s3err.IsNotFound(err) {
 		return digestWindow{Host: host}, "", nil
 	}
 	if err != nil {
@@ -95,7 +96,7 @@ func (h *Handler) changeWindow(ctx context.Context, host string, edit func(*dige
 		if err == nil {
 			return nil
 		}
-		if !isPreconditionFailed(err) {
+		if !s3err.IsPreconditionFailed(err) {
 			return fmt.Errorf("write storm window s3://%s/%s: %w", h.Bucket, digestKey(host), err)
 		}
 	}
@@ -179,7 +180,7 @@ func (h *Handler) awaitDigest(ctx context.Context, host string, mine []heldItem,
 		case !leading:
 			w.Leader = &leader{ID: id, Until: h.leaseUntil(ctx)}
 			if _, err := h.putJSON(ctx, digestKey(host), w, etag); err != nil {
-				if isPreconditionFailed(err) {
+				if s3err.IsPreconditionFailed(err) {
 					continue
 				}
 				return fmt.Errorf("lead the digest in s3://%s/%s: %w", h.Bucket, digestKey(host), err)

@@ -12,8 +12,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 
+	"backstop/functions/internal/s3err"
 	"backstop/shared/alert"
 )
 
@@ -185,7 +185,7 @@ func (h *Handler) readEvent(ctx context.Context, bucket, key, version string, re
 	}
 	out, err := h.S3.GetObject(ctx, in)
 	if err != nil {
-		if isNotFound(err) {
+		if s3err.IsNotFound(err) {
 			res.Missing++
 			h.logger().Warn("event object is gone; skipped", "object", origin, "version", version)
 			return item{}, false, nil
@@ -268,17 +268,4 @@ func decodeEvent(data []byte) (alert.Event, error) {
 		ev.Locale = "en"
 	}
 	return ev, nil
-}
-
-// isNotFound says whether an S3 error means the object (or version) does
-// not exist.
-func isNotFound(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "NoSuchKey", "NoSuchVersion", "NotFound":
-			return true
-		}
-	}
-	return false
 }

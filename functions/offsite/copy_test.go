@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"backstop/functions/internal/s3err"
 	"backstop/shared/manifest"
 	"backstop/shared/store"
 )
@@ -269,7 +270,7 @@ func TestSourceDisagreeingWithManifestIsNotVaulted(t *testing.T) {
 			} else if got := r.versions(t, "psyfit-prod/"); len(got) != 0 {
 				t.Errorf("vault holds %v, want nothing", got)
 			}
-			if _, err := r.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(r.srv.Bucket), Key: aws.String("psyfit-prod/" + CatalogFile)}); !isNotFound(err) {
+			if _, err := r.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(r.srv.Bucket), Key: aws.String("psyfit-prod/" + CatalogFile)}); !s3err.IsNotFound(err) {
 				t.Errorf("catalog written for a snapshot that failed: %v", err)
 			}
 		})

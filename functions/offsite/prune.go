@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"backstop/functions/internal/s3err"
 	"backstop/shared/manifest"
 )
 
@@ -52,9 +53,9 @@ func (h *Handler) prune(ctx context.Context, hostPrefix, host string, cat *Catal
 				Bucket: aws.String(e.VaultBucket), Key: aws.String(o.Key), VersionId: aws.String(o.VersionID),
 			})
 			switch {
-			case err == nil || isNotFound(err):
+			case err == nil || s3err.IsNotFound(err):
 				out.deleted[o.Key+"\x00"+o.VersionID] = true
-			case isAccessDenied(err):
+			case s3err.IsAccessDenied(err):
 				out.note = fmt.Sprintf("vault refused to delete %s version %s (Object Lock): kept until its retention ends", o.Key, o.VersionID)
 				h.log().Info("vault copy kept by Object Lock", "host", host, "snapshot", id, "object", "s3://"+e.VaultBucket+"/"+o.Key, "version", o.VersionID, "error", err.Error())
 			default:

@@ -7,15 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
+
+	"backstop/functions/internal/s3err"
 )
 
 // Source is the part of S3 the function uses on the source bucket (the
@@ -63,7 +61,7 @@ func getJSON(ctx context.Context, s Source, bucket, key, version string, v any) 
 	}
 	out, err := s.GetObject(ctx, in)
 	if err != nil {
-		if isNotFound(err) {
+		if s3err.IsNotFound(err) {
 			return "", nil, fmt.Errorf("get s3://%s/%s: %w", bucket, key, errNotFound)
 		}
 		return "", nil, fmt.Errorf("get s3://%s/%s: %w", bucket, key, err)
@@ -107,7 +105,7 @@ func putJSON(ctx context.Context, s Source, bucket, key string, v any, ifMatch s
 	}
 	out, err := s.PutObject(ctx, in)
 	if err != nil {
-		if isPreconditionFailed(err) {
+		if s3err.IsPreconditionFailed(err) {
 			return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, errPrecondition)
 		}
 		return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, err)
@@ -127,50 +125,4 @@ func copySource(bucket, key, version string) string {
 		src += "?versionId=" + url.QueryEscape(version)
 	}
 	return src
-}
-
-func statusOf(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-func errorCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-// isNotFound says whether an S3 error means the object (or version) does not exist.
-func isNotFound(err error) bool {
-	var nk *types.NoSuchKey
-	if errors.As(err, &nk) {
-		return true
-	}
-	switch errorCode(err) {
-	case "NoSuchKey", "NoSuchVersion", "NotFound":
-		return true
-	}
-	return statusOf(err) == http.StatusNotFound
-}
-
-// isPreconditionFailed says whether a conditional write lost: 412, or
-// S3's 409 ConditionalRequestConflict when two such writes race.
-func isPreconditionFailed(err error) bool {
-	switch errorCode(err) {
-	case "PreconditionFailed", "ConditionalRequestConflict":
-		return true
-	}
-	s := statusOf(err)
-	return s == http.StatusPreconditionFailed || s == http.StatusConflict
-}
-
-// isAccessDenied says whether S3 refused a request with 403, as it does
-// for the delete of an object version still under Object Lock retention.
-func isAccessDenied(err error) bool {
-	return errorCode(err) == "AccessDenied" || statusOf(err) == http.StatusForbidden
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"backstop/functions/internal/s3err"
 	"backstop/shared/alert"
 	"backstop/shared/manifest"
 )
@@ -150,7 +151,7 @@ func (h *Handler) heartbeatObservation(ctx context.Context, hostPrefix string, n
 	key := hostPrefix + "/" + HeartbeatFile
 	o := alert.Observation{Check: CheckHeartbeat, At: now}
 	head, err := h.Src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(h.Cfg.SourceBucket), Key: aws.String(key)})
-	if isNotFound(err) {
+	if s3err.IsNotFound(err) {
 		o.Level = alert.LevelDown
 		o.Summary = "no heartbeat"
 		o.Detail = fmt.Sprintf("s3://%s/%s does not exist: the probe never reported, or its store is not this bucket.", h.Cfg.SourceBucket, key)

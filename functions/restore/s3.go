@@ -9,10 +9,9 @@ import (
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
+
+	"backstop/functions/internal/s3err"
 )
 
 // ObjectStore is the part of S3 the function uses: manifests, the vault
@@ -41,7 +40,7 @@ const maxJSON = 4 << 20
 func (h *Handler) get(ctx context.Context, key string) ([]byte, error) {
 	out, err := h.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(h.Bucket), Key: aws.String(key)})
 	if err != nil {
-		if isNotFound(err) {
+		if s3err.IsNotFound(err) {
 			return nil, fmt.Errorf("get s3://%s/%s: %w", h.Bucket, key, errNotFound)
 		}
 		return nil, fmt.Errorf("get s3://%s/%s: %w", h.Bucket, key, err)
@@ -71,7 +70,7 @@ func (h *Handler) create(ctx context.Context, key string, data []byte) error {
 	switch {
 	case err == nil:
 		return nil
-	case statusOf(err) == http.StatusPreconditionFailed, statusOf(err) == http.StatusConflict:
+	case s3err.StatusOf(err) == http.StatusPreconditionFailed, s3err.StatusOf(err) == http.StatusConflict:
 		// 409 ConditionalRequestConflict: another write to the key is in
 		// flight, so it will exist either way.
 		return fmt.Errorf("put s3://%s/%s: %w", h.Bucket, key, errExists)
@@ -105,19 +104,4 @@ func (h *Handler) list(ctx context.Context, prefix string, limit int) (objs []ob
 		}
 		in.ContinuationToken = out.NextContinuationToken
 	}
-}
-
-func statusOf(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-func isNotFound(err error) bool {
-	var nk *types.NoSuchKey
-	var api smithy.APIError
-	return errors.As(err, &nk) || statusOf(err) == http.StatusNotFound ||
-		errors.As(err, &api) && (api.ErrorCode() == "NoSuchKey" || api.ErrorCode() == "NotFound")
 }

@@ -9,10 +9,9 @@ import (
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
+
+	"backstop/functions/internal/s3err"
 )
 
 // ObjectStore is the part of S3 the function uses; *s3.Client satisfies it.
@@ -34,7 +33,7 @@ const maxObject = 64 << 20
 func getObject(ctx context.Context, s ObjectStore, bucket, key string) (data []byte, etag string, err error) {
 	out, err := s.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
-		if isNotFound(err) {
+		if s3err.IsNotFound(err) {
 			return nil, "", fmt.Errorf("get s3://%s/%s: %w", bucket, key, errNotFound)
 		}
 		return nil, "", fmt.Errorf("get s3://%s/%s: %w", bucket, key, err)
@@ -71,9 +70,9 @@ func putObject(ctx context.Context, s ObjectStore, bucket, key string, data []by
 	switch {
 	case err == nil:
 		return aws.ToString(out.ETag), nil
-	case statusOf(err) == http.StatusPreconditionFailed:
+	case s3err.StatusOf(err) == http.StatusPreconditionFailed:
 		return "", fmt.Errorf("put s3://%s/%s: %w", bucket, key, errPrecondition)
-	case statusOf(err) == http.StatusConflict:
+	case s3err.StatusOf(err) == http.StatusConflict:
 		// S3's ConditionalRequestConflict: a concurrent conditional write; try again.
 		return "", fmt.Errorf("put s3://%s/%s: %w: %w", bucket, key, errConflict, err)
 	}
@@ -86,18 +85,3 @@ var (
 	errPrecondition = errors.New("precondition failed")
 	errConflict     = errors.New("conflicting conditional write")
 )
-
-func statusOf(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-func isNotFound(err error) bool {
-	var nk *types.NoSuchKey
-	var api smithy.APIError
-	return errors.As(err, &nk) || statusOf(err) == http.StatusNotFound ||
-		errors.As(err, &api) && (api.ErrorCode() == "NoSuchKey" || api.ErrorCode() == "NotFound")
-}
