@@ -2,38 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"backstop/shared/testenv"
 )
-
-// peakRSS is the VmHWM (peak resident set) in bytes of the running
-// process whose executable is bin; 0 when there is none.
-func peakRSS(t *testing.T, bin string) int64 {
-	t.Helper()
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if exe, err := os.Readlink(d + "/exe"); err != nil || exe != bin {
-			continue
-		}
-		status, err := os.ReadFile(d + "/status")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
 
 func lambdaEnv(r *rig, extra map[string]string) map[string]string {
 	env := map[string]string{
@@ -79,7 +53,7 @@ func TestBootstrapCopiesASnapshot(t *testing.T) {
 	if e == nil || e.RetainUntil.Sub(e.CopiedAt) < 24*time.Hour-time.Second {
 		t.Errorf("catalog entry %+v: want retention of LOCK_DAYS=1", e)
 	}
-	rss := peakRSS(t, bin)
+	rss := fn.PeakRSS()
 	t.Logf("bootstrap peak RSS %d MiB for a %d MiB archive", rss>>20, s.Manifest.Data.Size>>20)
 	if rss == 0 || rss > 40<<20 {
 		t.Errorf("bootstrap peak RSS %d bytes: want a measurement below 40 MiB (the archive is 48 MiB)", rss)

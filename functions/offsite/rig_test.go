@@ -35,7 +35,7 @@ type rig struct {
 
 const testVault = "backstop-vault"
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	srv := testenv.S3(t)
 	r := &rig{srv: srv, s3: srv.Client(t), vault: testVault, logs: &syncBuffer{}}

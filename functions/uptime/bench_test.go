@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,8 +85,8 @@ func BenchmarkHandler1000Targets(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/invocation")
 		b.ReportMetric(float64(cold.Microseconds())/1000, "cold-start-ms")
-		if kb := childPeakRSS(bin); kb > 0 {
-			b.ReportMetric(float64(kb)/1024, "bootstrap-peak-RSS-MB")
+		if rss := fn.PeakRSS(); rss > 0 {
+			b.ReportMetric(float64(rss)/(1<<20), "bootstrap-peak-RSS-MB")
 		}
 		if st, err := os.Stat(bin); err == nil {
 			b.ReportMetric(float64(st.Size())/(1<<20), "bootstrap-MB(host-arch)")
@@ -120,37 +118,4 @@ func maxRSS() int64 {
 		return 0
 	}
 	return ru.Maxrss
-}
-
-// childPeakRSS is VmHWM (KiB) of this process's running child whose
-// executable is bin, or 0.
-func childPeakRSS(bin string) int64 {
-	want, _ := filepath.EvalSymlinks(bin)
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		exe, err := os.Readlink(d + "/exe")
-		if err != nil || exe != want {
-			continue
-		}
-		f, err := os.Open(d + "/status")
-		if err != nil {
-			continue
-		}
-		var ppid, hwm int64
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 2 && fields[0] == "PPid:" {
-				ppid, _ = strconv.ParseInt(fields[1], 10, 64)
-			}
-			if len(fields) >= 2 && fields[0] == "VmHWM:" {
-				hwm, _ = strconv.ParseInt(fields[1], 10, 64)
-			}
-		}
-		f.Close()
-		if ppid == int64(os.Getpid()) {
-			return hwm
-		}
-	}
-	return 0
 }

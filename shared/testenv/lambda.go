@@ -107,6 +107,7 @@ type Lambda struct {
 	proc     *lambdaProc            // the running process, nil when none
 	procs    int                    // processes started so far
 	lastCold time.Duration
+	lastRSS  int64         // peak RSS in bytes of the last process that exited
 	coldSet  chan struct{} // closed when the current process first asks for /next
 }
 
@@ -249,6 +250,11 @@ func (l *Lambda) startLocked() error {
 	l.notifyLocked()
 	go func() {
 		err := cmd.Wait()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			l.mu.Lock()
+			l.lastRSS = ru.Maxrss << 10 // Linux reports KiB
+			l.mu.Unlock()
+		}
 		p.srv.Close()
 		l.exited(p, err)
 		close(p.exited)
@@ -372,6 +378,29 @@ func (l *Lambda) Invoke(t testing.TB, payload []byte) (response []byte, fnErr *L
 // Logs returns everything the function's processes wrote to stdout and
 // stderr so far, with a "[testenv]" line at each process start and exit.
 func (l *Lambda) Logs() string { return l.logs.String() }
+
+// PeakRSS is the peak resident set in bytes of the running process
+// (VmHWM), or of the last one to exit (its rusage); 0 when none ran. It
+// follows the process the harness started, not a binary path, so a
+// rebuilt or replaced bootstrap cannot be mistaken for it.
+func (l *Lambda) PeakRSS() int64 {
+	l.mu.Lock()
+	p, last := l.proc, l.lastRSS
+	l.mu.Unlock()
+	if p != nil {
+		if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid)); err == nil {
+			for _, line := range strings.Split(string(status), "\n") {
+				if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+					if kb > 0 {
+						return kb << 10
+					}
+				}
+			}
+		}
+	}
+	return last
+}
 
 // LogsContain reports whether the logs hold s, waiting up to within for a
 // line the process may still be writing (its output reaches Logs a moment

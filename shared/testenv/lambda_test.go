@@ -125,6 +125,13 @@ func TestLambdaInvoke(t *testing.T) {
 		}
 	})
 
+	t.Run("peak RSS of the running process", func(t *testing.T) {
+		// A Go process is resident in a few MiB, never in bytes or GiB.
+		if rss := l.PeakRSS(); rss < 1<<20 || rss > 1<<30 {
+			t.Errorf("PeakRSS() = %d bytes, want the process's VmHWM", rss)
+		}
+	})
+
 	t.Run("warm", func(t *testing.T) {
 		r := invokeOK(t, l, `{"msg":"again"}`)
 		if r.PID != first.PID {
@@ -210,6 +217,13 @@ func TestLambdaFailures(t *testing.T) {
 			}
 			if !strings.Contains(res.FnErr.ErrorMessage, res.RequestID) && c.wantType != "Function.ResponseSizeTooLarge" {
 				t.Errorf("function error %q does not name request %s", res.FnErr.ErrorMessage, res.RequestID)
+			}
+
+			if c.wantType == "Runtime.ExitError" {
+				// the process is gone: its peak comes from its rusage
+				if rss := l.PeakRSS(); rss < 1<<20 || rss > 1<<30 {
+					t.Errorf("PeakRSS() after the process exited = %d bytes, want its rusage maxrss", rss)
+				}
 			}
 
 			next := invokeOK(t, l, `{"msg":"after"}`)
