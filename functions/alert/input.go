@@ -104,18 +104,7 @@ func isEventKey(key string) bool {
 // fromS3 reads the event object one S3 notification record names;
 // records that are not about a new object are ignored (ok false).
 func (h *Handler) fromS3(ctx context.Context, raw json.RawMessage, res *Result) (item, bool, error) {
-	var rec struct {
-		EventName string `json:"eventName"`
-		S3        struct {
-			Bucket struct {
-				Name string `json:"name"`
-			} `json:"bucket"`
-			Object struct {
-				Key       string `json:"key"`
-				VersionID string `json:"versionId"`
-			} `json:"object"`
-		} `json:"s3"`
-	}
+	var rec events.S3EventRecord // the library's type: the same fields S3 sends
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return item{}, false, fmt.Errorf("decode S3 record: %v: %w", err, ErrMalformed)
 	}

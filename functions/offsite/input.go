@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/aws/aws-lambda-go/events"
+
 	"backstop/shared/manifest"
 )
 
@@ -72,19 +74,7 @@ func parseInput(payload []byte) (input, error) {
 		return in, fmt.Errorf("payload is neither an S3 notification, an EventBridge S3 event nor a scheduled event: %w", ErrMalformed)
 	}
 	for i, raw := range top.Records {
-		var rec struct {
-			EventSource string `json:"eventSource"`
-			EventName   string `json:"eventName"`
-			S3          struct {
-				Bucket struct {
-					Name string `json:"name"`
-				} `json:"bucket"`
-				Object struct {
-					Key       string `json:"key"`
-					VersionID string `json:"versionId"`
-				} `json:"object"`
-			} `json:"s3"`
-		}
+		var rec events.S3EventRecord // the library's type: the same fields S3 sends
 		if err := json.Unmarshal(raw, &rec); err != nil {
 			return in, fmt.Errorf("record %d: %v: %w", i, err, ErrMalformed)
 		}
