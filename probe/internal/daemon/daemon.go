@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"backstop/probe/internal/check"
-	"backstop/probe/internal/commands"
+	"backstop/probe/internal/cmdpoll"
 	"backstop/probe/internal/config"
 	"backstop/probe/internal/outbox"
 	"backstop/probe/internal/restore"
@@ -63,7 +63,7 @@ type Daemon struct {
 	started     time.Time
 	snapshots   *snapshot.Engine // nil: no backup configured
 	store       store.Store      // off-site store for the heartbeat; nil: none
-	cmds        *commands.Poller // restore commands from the store; nil: commands.hmac_key_file unset
+	cmds        *cmdpoll.Poller  // restore commands from the store; nil: commands.hmac_key_file unset
 }
 
 // heartbeatTimeout bounds the heartbeat upload so a dead store never stalls
@@ -401,7 +401,7 @@ func (d *Daemon) push(ctx context.Context) {
 // commandPoller reads the command key (a missing or short key file stops
 // the daemon at startup) and builds the poller over the store, with the
 // restore engine as what runs a command.
-func (d *Daemon) commandPoller() (*commands.Poller, error) {
+func (d *Daemon) commandPoller() (*cmdpoll.Poller, error) {
 	key, err := command.LoadKey(d.cfg.Commands.HMACKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("commands.hmac_key_file: %w", err)
@@ -412,7 +412,7 @@ func (d *Daemon) commandPoller() (*commands.Poller, error) {
 	if d.snapshots == nil {
 		return nil, errors.New("commands.hmac_key_file is set but backup is not configured: a command restores a snapshot")
 	}
-	return &commands.Poller{Store: d.store, Host: d.cfg.Host, Key: key, LedgerPath: filepath.Join(d.cfg.StateDir, "command-ledger.json"),
+	return &cmdpoll.Poller{Store: d.store, Host: d.cfg.Host, Key: key, LedgerPath: filepath.Join(d.cfg.StateDir, "command-ledger.json"),
 		Run: d.runCommand, Alert: d.raise, Log: d.log}, nil
 }
 

@@ -1,4 +1,4 @@
-package commands
+package cmdpoll
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-// Package commands polls the store for signed restore commands addressed to
+// Package cmdpoll polls the store for signed restore commands addressed to
 // this host, verifies them, claims each one once and runs it through the
 // restore engine, reporting status and result beside the command.
-package commands
+package cmdpoll
