@@ -348,7 +348,7 @@ func TestStatus(t *testing.T) {
 		{
 			name: "running", at: now.Add(time.Minute), id: id, state: "running",
 			setup: func(t *testing.T) {
-				r.put(t, dir+id+".status.json", mustJSON(t, command.Status{ID: id, Host: host, State: command.StateRunning, Step: "restore",
+				r.put(t, dir+id+".status.json", signedStatus(t, command.Status{ID: id, Host: host, State: command.StateRunning, Step: "restore",
 					Message: "restoring db, data, code from " + snapGood, At: now.Add(50 * time.Second), Snapshot: snapGood, Txn: txn}))
 			},
 			summary: "running: restoring db, data, code from " + snapGood + " (as of 2025-03-06T09:15:50Z, 10s ago); no result yet",
@@ -356,9 +356,9 @@ func TestStatus(t *testing.T) {
 		{
 			name: "succeeded", at: now.Add(3 * time.Minute), id: id, state: "succeeded",
 			setup: func(t *testing.T) {
-				r.put(t, dir+id+".status.json", mustJSON(t, command.Status{ID: id, Host: host, State: command.StateSucceeded, Step: "done",
+				r.put(t, dir+id+".status.json", signedStatus(t, command.Status{ID: id, Host: host, State: command.StateSucceeded, Step: "done",
 					Message: "restored", At: now.Add(2 * time.Minute), Snapshot: snapGood, Txn: txn}))
-				r.put(t, dir+id+".result.json", mustJSON(t, command.Result{ID: id, Host: host, State: command.StateSucceeded,
+				r.put(t, dir+id+".result.json", signedResult(t, command.Result{ID: id, Host: host, State: command.StateSucceeded,
 					Message: "restore " + txn + " of snapshot " + snapGood + " done", Snapshot: snapGood, Parts: []string{"db", "data", "code"},
 					Txn: txn, StartedAt: now.Add(30 * time.Second), FinishedAt: now.Add(2 * time.Minute), DurationMS: 90000}))
 			},
@@ -366,9 +366,27 @@ func TestStatus(t *testing.T) {
 				"` on the host undoes it). Finished 2025-03-06T09:17:00Z, 1m ago.",
 		},
 		{
+			// A bucket writer's result (unsigned) and a status signed with
+			// another key are ignored and named, never reported.
+			name: "forged result ignored", at: now.Add(3 * time.Minute), id: id, state: "claimed",
+			setup: func(t *testing.T) {
+				st := command.Status{ID: id, Host: host, State: command.StateSucceeded, Message: "all fine", At: now}
+				if err := command.SignStatus(&st, []byte("another key, also 32 bytes long!")); err != nil {
+					t.Fatal(err)
+				}
+				r.put(t, dir+id+".status.json", mustJSON(t, st))
+				r.put(t, dir+id+".result.json", mustJSON(t, command.Result{ID: id, Host: host, State: command.StateSucceeded,
+					Message: "restored by the attacker", RequestedBy: "ceo@example.jp"}))
+			},
+			summary: "ignored s3://backstop-test/" + dir + id + ".status.json: status of " + id + ": signature does not verify: not written by the probe holding the command key. " +
+				"ignored s3://backstop-test/" + dir + id + ".result.json: result of " + id + ": signature does not verify: not written by the probe holding the command key. " +
+				"claimed by the probe; no status written yet",
+			hb: "the probe's last heartbeat: 2m ago (2025-03-06T09:15:20Z)",
+		},
+		{
 			name: "rejected", at: now.Add(time.Minute), id: rejectedID, state: "rejected",
 			setup: func(t *testing.T) {
-				r.put(t, dir+rejectedID+".status.json", mustJSON(t, command.Status{ID: rejectedID, Host: host, State: command.StateRejected,
+				r.put(t, dir+rejectedID+".status.json", signedStatus(t, command.Status{ID: rejectedID, Host: host, State: command.StateRejected,
 					Step: "verify", Reason: command.ReasonReplayed, Message: "replayed: command id already seen", At: now.Add(20 * time.Second)}))
 			},
 			summary: "rejected: replayed: command id already seen (as of 2025-03-06T09:15:20Z, 40s ago)",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"backstop/shared/command"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -312,4 +313,22 @@ func indent(t testing.TB, raw []byte) []byte {
 	}
 	b.WriteByte('\n')
 	return b.Bytes()
+}
+
+// signedStatus is st as the probe writes it: signed with testKey.
+func signedStatus(t testing.TB, st command.Status) []byte {
+	t.Helper()
+	if err := command.SignStatus(&st, []byte(testKey)); err != nil {
+		t.Fatal(err)
+	}
+	return mustJSON(t, st)
+}
+
+// signedResult is r as the probe writes it: signed with testKey.
+func signedResult(t testing.TB, r command.Result) []byte {
+	t.Helper()
+	if err := command.SignResult(&r, []byte(testKey)); err != nil {
+		t.Fatal(err)
+	}
+	return mustJSON(t, r)
 }

@@ -65,6 +65,24 @@ func (h *Handler) Status(ctx context.Context, req Request) (*StatusResponse, err
 	if resp.Result, err = getJSON[command.Result](ctx, h, h.prefixed(command.ResultKey(req.Host, id))); err != nil {
 		return nil, err
 	}
+	// Only what the probe signed is reported: a bucket writer could write
+	// a status or result that says anything.
+	key, err := h.commandKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status != nil {
+		if err := command.VerifyStatus(*resp.Status, key); err != nil {
+			resp.Summary += fmt.Sprintf("ignored s3://%s/%s: %v. ", h.Bucket, h.prefixed(command.StatusKey(req.Host, id)), err)
+			resp.Status = nil
+		}
+	}
+	if resp.Result != nil {
+		if err := command.VerifyResult(*resp.Result, key); err != nil {
+			resp.Summary += fmt.Sprintf("ignored s3://%s/%s: %v. ", h.Bucket, h.prefixed(command.ResultKey(req.Host, id)), err)
+			resp.Result = nil
+		}
+	}
 	now := h.now()
 	switch {
 	case resp.Result != nil:

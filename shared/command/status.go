@@ -79,6 +79,9 @@ type Status struct {
 	Txn      string    `json:"txn,omitempty"`      // the restore transaction (probe revert TXN)
 	DryRun   bool      `json:"dry_run,omitempty"`
 	Probe    string    `json:"probe,omitempty"` // which probe wrote it: "<host> pid <n>"
+	// Signature is the HMAC under the command key (SignStatus): the
+	// restore function ignores a status that does not verify.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Step is one step of a restore as the result reports it.
@@ -109,6 +112,9 @@ type Result struct {
 	StartedAt     time.Time `json:"started_at"`
 	FinishedAt    time.Time `json:"finished_at"`
 	DurationMS    int64     `json:"duration_ms"`
+	// Signature is the HMAC under the command key (SignResult): the
+	// restore function ignores a result that does not verify.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Rejection reasons (Status.Reason), one per sentinel plus replay.

@@ -17,6 +17,7 @@ const (
 	seenClaimed  = "claimed"  // this probe claimed it: it ran, or runs
 	seenLost     = "lost"     // another probe claimed it first
 	seenRejected = "rejected" // verified and refused
+	seenForeign  = "foreign"  // claimed by a claim this probe did not write; alerted, not run
 )
 
 // entry is what the ledger knows of one command id.
@@ -24,6 +25,7 @@ type entry struct {
 	State  string    `json:"state"`
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason,omitempty"` // rejected: why
+	Run    string    `json:"run,omitempty"`    // claiming/claimed: the run id written in the claim
 	// Replayed is set once a replay of this id was alerted, so a command
 	// object left in the store is not re-alerted every poll.
 	Replayed bool `json:"replayed,omitempty"`

@@ -3,6 +3,8 @@ package cmdpoll
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +55,7 @@ type Poller struct {
 type claim struct {
 	Host string    `json:"host"`
 	PID  int       `json:"pid"`
+	Run  string    `json:"run"` // random per claim; the ledger keeps it, so a claim this probe did not write shows
 	At   time.Time `json:"at"`
 }
 
@@ -106,11 +109,14 @@ func (p *Poller) Poll(ctx context.Context) (handled int, err error) {
 func (p *Poller) handle(ctx context.Context, led *ledger, id string, o store.Object, claimed bool) (bool, error) {
 	if e := led.Commands[id]; e != nil {
 		switch {
-		case e.State == seenRejected || e.Replayed:
+		case e.State == seenRejected || e.State == seenForeign || e.Replayed:
 			return false, nil
 		case e.State == seenClaiming && claimed:
 			// The claim landed but this probe stopped before recording it,
-			// or another probe won: either way it never ran here.
+			// or someone else wrote it: either way it never ran here.
+			if c, err := p.readClaim(ctx, id); err != nil || c.Host != p.Host || c.Run != e.Run {
+				return p.foreignClaim(ctx, led, id)
+			}
 			p.logger().Warn("command claimed but not run here; skipped", "id", id)
 			e.State, e.At = seenLost, p.now().UTC()
 			return false, led.save(p.LedgerPath)
@@ -133,7 +139,7 @@ func (p *Poller) handle(ctx context.Context, led *ledger, id string, o store.Obj
 			return true, p.reject(ctx, led, id, c, command.ReasonReplayed, why, false)
 		}
 	} else if claimed {
-		return false, nil // another probe has it
+		return p.foreignClaim(ctx, led, id)
 	}
 
 	if o.Size > command.MaxSize {
@@ -169,23 +175,23 @@ func (p *Poller) handle(ctx context.Context, led *ledger, id string, o store.Obj
 // this probe won, runs it with status and result objects and events.
 func (p *Poller) claimAndRun(ctx context.Context, led *ledger, c command.Command) (bool, error) {
 	log := p.logger().With("id", c.ID)
-	led.Commands[c.ID] = &entry{State: seenClaiming, At: p.now().UTC()}
+	run := newRun()
+	led.Commands[c.ID] = &entry{State: seenClaiming, At: p.now().UTC(), Run: run}
 	if err := led.save(p.LedgerPath); err != nil {
 		return false, err
 	}
-	body, _ := json.Marshal(claim{Host: p.Host, PID: os.Getpid(), At: p.now().UTC()})
+	body, _ := json.Marshal(claim{Host: p.Host, PID: os.Getpid(), Run: run, At: p.now().UTC()})
 	_, err := p.Store.Put(ctx, command.ClaimKey(p.Host, c.ID), bytes.NewReader(body),
 		store.PutOptions{IfNoneMatch: true, Size: int64(len(body)), ContentType: "application/json"})
 	switch {
 	case errors.Is(err, store.ErrExists):
-		log.Info("command claimed by another probe; skipped")
-		led.Commands[c.ID] = &entry{State: seenLost, At: p.now().UTC()}
-		return false, led.save(p.LedgerPath)
+		// Someone wrote the claim between the listing and now.
+		return p.foreignClaim(ctx, led, c.ID)
 	case err != nil:
 		delete(led.Commands, c.ID) // not claimed: the next poll tries again
 		return false, errors.Join(fmt.Errorf("claim: %w", err), led.save(p.LedgerPath))
 	}
-	led.Commands[c.ID] = &entry{State: seenClaimed, At: p.now().UTC()}
+	led.Commands[c.ID] = &entry{State: seenClaimed, At: p.now().UTC(), Run: run}
 	if err := led.save(p.LedgerPath); err != nil {
 		// Claimed, but without the record a deleted claim could let it run
 		// again: do not run it.
@@ -235,7 +241,9 @@ func (p *Poller) claimAndRun(ctx context.Context, led *ledger, c command.Command
 	}
 
 	var errs []error
-	if b, err := json.MarshalIndent(out, "", "  "); err != nil {
+	if err := command.SignResult(&out, p.Key); err != nil {
+		errs = append(errs, err)
+	} else if b, err := json.MarshalIndent(out, "", "  "); err != nil {
 		errs = append(errs, fmt.Errorf("encode result: %w", err))
 	} else if err := p.put(context.WithoutCancel(ctx), command.ResultKey(p.Host, c.ID), append(b, '\n')); err != nil {
 		errs = append(errs, err)
@@ -273,6 +281,47 @@ func (p *Poller) reject(ctx context.Context, led *ledger, id string, c *command.
 	return led.save(p.LedgerPath)
 }
 
+// foreignClaim handles a claim this probe did not write: with one probe
+// per host, that is a bucket writer silencing a genuine command. The
+// command is not run (the claim cannot tell a forger from a second probe),
+// but it is logged and alerted once, and recorded in the ledger so later
+// polls stay quiet about it.
+func (p *Poller) foreignClaim(ctx context.Context, led *ledger, id string) (bool, error) {
+	who := "unreadable"
+	if c, err := p.readClaim(ctx, id); err == nil {
+		who = fmt.Sprintf("host %q pid %d run %q at %s", c.Host, c.PID, c.Run, c.At.UTC().Format(time.RFC3339))
+	}
+	key := command.ClaimKey(p.Host, id)
+	p.logger().Warn("restore command claimed by a claim this probe did not write; not run", "id", id, "claim", key, "claimed_by", who)
+	p.raise(alert.Event{Check: "command", State: alert.Warn, IncidentID: id,
+		Summary: fmt.Sprintf("restore command %s was claimed by someone else (%s); not run", id, key),
+		Detail: fmt.Sprintf("the claim says: %s. This probe did not write it. If no other probe serves host %s, "+
+			"someone with write access to the bucket is blocking the command: check the bucket's access log, then issue a new command.", who, p.Host),
+		DedupKey: p.dedup(id, "foreign-claim")})
+	led.Commands[id] = &entry{State: seenForeign, At: p.now().UTC()}
+	return true, led.save(p.LedgerPath)
+}
+
+// readClaim reads and decodes <id>.claim.
+func (p *Poller) readClaim(ctx context.Context, id string) (claim, error) {
+	var c claim
+	data, err := p.read(ctx, store.Object{Key: command.ClaimKey(p.Host, id)})
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("decode %s: %w", command.ClaimKey(p.Host, id), err)
+	}
+	return c, nil
+}
+
+// newRun is a random run id for a claim.
+func newRun() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // read returns the command object, refusing more than command.MaxSize bytes.
 func (p *Poller) read(ctx context.Context, o store.Object) ([]byte, error) {
 	rc, _, err := p.Store.Get(ctx, o.Key)
@@ -289,6 +338,10 @@ func (p *Poller) read(ctx context.Context, o store.Object) ([]byte, error) {
 
 func (p *Poller) writeStatus(ctx context.Context, st command.Status) {
 	st.Host, st.At, st.Probe = p.Host, p.now().UTC(), fmt.Sprintf("%s pid %d", p.Host, os.Getpid())
+	if err := command.SignStatus(&st, p.Key); err != nil {
+		p.logger().Warn("sign command status", "id", st.ID, "err", err)
+		return
+	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	if err := p.put(ctx, command.StatusKey(p.Host, st.ID), append(b, '\n')); err != nil {
 		p.logger().Warn("write command status", "id", st.ID, "state", st.State, "err", err)

@@ -201,11 +201,25 @@ func TestValidCommandRunsOnce(t *testing.T) {
 		if p.runs() != 1 || len(p.takeEvents()) != 0 {
 			t.Errorf("second poll ran %d times in all, events %v", p.runs(), p.events)
 		}
-		// A second probe (its own ledger) sees the claim and leaves it.
+		if err := command.VerifyStatus(status, key); err != nil {
+			t.Errorf("status signature: %v", err)
+		}
+		if err := command.VerifyResult(res, key); err != nil {
+			t.Errorf("result signature: %v", err)
+		}
+		res.RequestedBy = "someone else"
+		if err := command.VerifyResult(res, key); !errors.Is(err, command.ErrUnsigned) {
+			t.Errorf("edited result verifies: %v", err)
+		}
+		// A second probe (its own ledger) sees a claim it did not write:
+		// it leaves the command and says so.
 		other := newProbe(t, st)
-		poll(t, other, 0)
+		poll(t, other, 1)
 		if other.runs() != 0 {
 			t.Error("a second probe ran a claimed command")
+		}
+		if ev := other.takeEvents(); len(ev) != 1 || !strings.Contains(ev[0].Summary, "claimed by someone else") {
+			t.Errorf("second probe's events %+v", ev)
 		}
 	})
 }
@@ -478,8 +492,8 @@ func TestInterruptedClaim(t *testing.T) {
 	a, b := "20250601T020304Z-0000000a", "20250601T020304Z-0000000b"
 	issue(t, st, newCommand(a), key)
 	issue(t, st, newCommand(b), key)
-	putRaw(t, st, command.ClaimKey(host, b), []byte(`{}`))
-	led := &ledger{Version: 1, Commands: map[string]*entry{a: {State: seenClaiming, At: start}, b: {State: seenClaiming, At: start}}}
+	putRaw(t, st, command.ClaimKey(host, b), []byte(`{"host":"`+host+`","pid":1,"run":"00ff00ff00ff00ff"}`))
+	led := &ledger{Version: 1, Commands: map[string]*entry{a: {State: seenClaiming, At: start}, b: {State: seenClaiming, At: start, Run: "00ff00ff00ff00ff"}}}
 	if err := led.save(p.LedgerPath); err != nil {
 		t.Fatal(err)
 	}
@@ -491,4 +505,41 @@ func TestInterruptedClaim(t *testing.T) {
 	if got.Commands[a].State != seenClaimed || got.Commands[b].State != seenLost {
 		t.Errorf("ledger %+v %+v", got.Commands[a], got.Commands[b])
 	}
+}
+
+// TestForeignClaim: a claim written before the probe polls (by a bucket
+// writer, not this probe) does not silence the command: it is not run, but
+// it is logged and alerted once, with what the claim says.
+func TestForeignClaim(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		p := newProbe(t, st)
+		cases := []struct{ id, claim string }{
+			{"20250601T020304Z-0000f001", `{"host":"` + host + `","pid":4242,"run":"deadbeefdeadbeef","at":"2025-06-01T02:03:00Z"}`},
+			{"20250601T020304Z-0000f002", `not even json`},
+		}
+		for _, c := range cases {
+			issue(t, st, newCommand(c.id), key)
+			putRaw(t, st, command.ClaimKey(host, c.id), []byte(c.claim))
+		}
+		poll(t, p, 2)
+		if p.runs() != 0 {
+			t.Fatalf("ran %+v", p.ran)
+		}
+		ev := p.takeEvents()
+		if len(ev) != 2 {
+			t.Fatalf("events %+v", ev)
+		}
+		for i, c := range cases {
+			if ev[i].State != alert.Warn || ev[i].Summary != "restore command "+c.id+" was claimed by someone else ("+command.ClaimKey(host, c.id)+"); not run" {
+				t.Errorf("event %d %+v", i, ev[i])
+			}
+		}
+		if !strings.Contains(ev[0].Detail, `pid 4242 run "deadbeefdeadbeef"`) || !strings.Contains(ev[1].Detail, "the claim says: unreadable") {
+			t.Errorf("details %q / %q", ev[0].Detail, ev[1].Detail)
+		}
+		poll(t, p, 0)
+		if len(p.takeEvents()) != 0 {
+			t.Error("a foreign claim alerted twice")
+		}
+	})
 }
