@@ -35,6 +35,12 @@ func StatusKey(host, id string) string { return Prefix(host) + id + SuffixStatus
 // ResultKey is "<host>/commands/<id>.result.json".
 func ResultKey(host, id string) string { return Prefix(host) + id + SuffixResult }
 
+// LedgerKey is the store's ledger entry of a command id this host ran:
+// written once, before the run, outside commands/ so that listing commands
+// does not grow with it. A rebuilt host whose local ledger is gone still
+// refuses an id it finds here.
+func LedgerKey(host, id string) string { return host + "/command-ledger/" + id }
+
 // CommandID returns the id part of a command object key under host's
 // prefix ("h/commands/X.json" -> "X", true), and false for the probe's
 // own objects (.claim, .status.json, .result.json) and anything else. The

@@ -70,3 +70,15 @@ func (l *ledger) save(path string) error {
 	}
 	return nil
 }
+
+// prune drops the entries recorded before horizon. A command's lifetime
+// is at most command.MaxLifetime, so a pruned id's command has expired and
+// is refused as expired; the store's ledger (command.LedgerKey) still
+// refuses one this host ran. Without pruning the file grows forever.
+func (l *ledger) prune(horizon time.Time) {
+	for id, e := range l.Commands {
+		if e.At.Before(horizon) {
+			delete(l.Commands, id)
+		}
+	}
+}

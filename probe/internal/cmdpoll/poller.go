@@ -38,9 +38,12 @@ import (
 // and decides itself (the restore engine reverts). A Poller is safe for
 // concurrent use; Polls are serialised.
 type Poller struct {
-	Store      store.Store
-	Host       string
-	Key        []byte // the HMAC key (command.LoadKey of commands.hmac_key_file)
+	Store store.Store
+	Host  string
+	Key   []byte // the HMAC key (command.LoadKey of commands.hmac_key_file)
+	// TTL is the longest lifetime (expires_at - issued_at) accepted;
+	// 0: command.TTL (15 min). A longer-lived command is rejected.
+	TTL        time.Duration
 	LedgerPath string // the local ledger of seen command ids, e.g. <state_dir>/command-ledger.json
 	// Run executes a verified, claimed command: the restore engine.
 	Run   func(ctx context.Context, c command.Command) (restore.Result, error)
@@ -73,6 +76,7 @@ func (p *Poller) Poll(ctx context.Context) (handled int, err error) {
 	if err != nil {
 		return 0, err
 	}
+	led.prune(p.now().Add(-(command.MaxLifetime + command.ClockSkew)))
 	prefix := command.Prefix(p.Host)
 	objs, err := p.Store.List(ctx, prefix)
 	if err != nil {
@@ -139,7 +143,11 @@ func (p *Poller) handle(ctx context.Context, led *ledger, id string, o store.Obj
 			return true, p.reject(ctx, led, id, c, command.ReasonReplayed, why, false)
 		}
 	} else if claimed {
-		return p.foreignClaim(ctx, led, id)
+		// A listing may still show a claim just deleted: only one that
+		// is there is someone else's.
+		if _, err := p.readClaim(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			return p.foreignClaim(ctx, led, id)
+		}
 	}
 
 	if o.Size > command.MaxSize {
@@ -164,11 +172,26 @@ func (p *Poller) handle(ctx context.Context, led *ledger, id string, o store.Obj
 		}
 		return true, p.reject(ctx, led, id, &c, reason, err.Error(), true)
 	}
+	if life, ttl := c.ExpiresAt.Sub(c.IssuedAt), p.ttl(); life > ttl {
+		return true, p.reject(ctx, led, id, &c, command.ReasonExpired,
+			fmt.Sprintf("expired: lifetime %s (issued_at to expires_at) exceeds commands.ttl %s", life, ttl), true)
+	}
 	if c.ID != id {
 		return true, p.reject(ctx, led, id, &c, command.ReasonMalformed,
 			fmt.Sprintf("malformed: the command's id %s differs from its object key %s", c.ID, o.Key), true)
 	}
+	switch _, err := p.Store.Stat(ctx, command.LedgerKey(p.Host, id)); {
+	case err == nil:
+		return true, p.reject(ctx, led, id, &c, command.ReasonReplayed, storeReplay(p.Host, id), true)
+	case !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("read store ledger %s: %w", command.LedgerKey(p.Host, id), err)
+	}
 	return p.claimAndRun(ctx, led, c)
+}
+
+func storeReplay(host, id string) string {
+	return fmt.Sprintf("replayed: command id %s is in the store's ledger %s: this host already ran it (the local ledger was lost?); it never runs twice",
+		id, command.LedgerKey(host, id))
 }
 
 // claimAndRun records the id, claims it with a conditional write and, when
@@ -192,7 +215,14 @@ func (p *Poller) claimAndRun(ctx context.Context, led *ledger, c command.Command
 		return false, errors.Join(fmt.Errorf("claim: %w", err), led.save(p.LedgerPath))
 	}
 	led.Commands[c.ID] = &entry{State: seenClaimed, At: p.now().UTC(), Run: run}
-	if err := led.save(p.LedgerPath); err != nil {
+	err = led.save(p.LedgerPath)
+	if err == nil {
+		err = p.recordInStore(ctx, c.ID, body)
+	}
+	if errors.Is(err, store.ErrExists) {
+		return true, p.reject(ctx, led, c.ID, &c, command.ReasonReplayed, storeReplay(p.Host, c.ID), true)
+	}
+	if err != nil {
 		// Claimed, but without the record a deleted claim could let it run
 		// again: do not run it.
 		p.writeStatus(ctx, command.Status{ID: c.ID, State: command.StateFailed, Step: "claimed", Snapshot: c.Snapshot,
@@ -279,6 +309,25 @@ func (p *Poller) reject(ctx context.Context, led *ledger, id string, c *command.
 		led.Commands[id] = &entry{State: seenRejected, At: p.now().UTC(), Reason: reason}
 	}
 	return led.save(p.LedgerPath)
+}
+
+// recordInStore writes the store's ledger entry of id once (If-None-Match):
+// store.ErrExists means this host ran id before.
+func (p *Poller) recordInStore(ctx context.Context, id string, body []byte) error {
+	key := command.LedgerKey(p.Host, id)
+	_, err := p.Store.Put(ctx, key, bytes.NewReader(body),
+		store.PutOptions{IfNoneMatch: true, Size: int64(len(body)), ContentType: "application/json"})
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("write store ledger %s: %w", key, err)
+	}
+	return err
+}
+
+func (p *Poller) ttl() time.Duration {
+	if p.TTL > 0 {
+		return p.TTL
+	}
+	return command.TTL
 }
 
 // foreignClaim handles a claim this probe did not write: with one probe

@@ -543,3 +543,83 @@ func TestForeignClaim(t *testing.T) {
 		}
 	})
 }
+
+// TestLongLivedCommandRefused: a correctly signed command whose lifetime
+// exceeds the TTL (15 min by default, commands.ttl) is rejected, never run.
+func TestLongLivedCommandRefused(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		p := newProbe(t, st)
+		long, ok := "20250601T020304Z-00000211", "20250601T020304Z-00000212"
+		c := newCommand(long)
+		c.ExpiresAt = start.Add(2 * time.Hour)
+		issue(t, st, c, key)
+		poll(t, p, 1)
+		var status command.Status
+		readJSON(t, st, command.StatusKey(host, long), &status)
+		if p.runs() != 0 || status.State != command.StateRejected || status.Reason != command.ReasonExpired ||
+			!strings.Contains(status.Message, "lifetime 2h0m0s (issued_at to expires_at) exceeds commands.ttl 15m0s") {
+			t.Fatalf("runs %d status %+v", p.runs(), status)
+		}
+		// A configured TTL admits what it allows.
+		p.TTL = 3 * time.Hour
+		c = newCommand(ok)
+		c.ExpiresAt = start.Add(2 * time.Hour)
+		issue(t, st, c, key)
+		poll(t, p, 1)
+		if p.runs() != 1 || p.ran[0].ID != ok {
+			t.Fatalf("ran %+v", p.ran)
+		}
+	})
+}
+
+// TestRebuiltHostRefusesExecutedCommand: a host rebuilt without its local
+// ledger, finding a command it already ran (its claim deleted), refuses it
+// from the store's ledger.
+func TestRebuiltHostRefusesExecutedCommand(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		id := "20250601T020304Z-0000abcd"
+		issue(t, st, newCommand(id), key)
+		first := newProbe(t, st)
+		poll(t, first, 1)
+		if err := st.Delete(context.Background(), command.ClaimKey(host, id)); err != nil {
+			t.Fatal(err)
+		}
+		rebuilt := newProbe(t, st) // empty local ledger
+		poll(t, rebuilt, 1)
+		var status command.Status
+		readJSON(t, st, command.StatusKey(host, id), &status)
+		if rebuilt.runs() != 0 || status.State != command.StateRejected || status.Reason != command.ReasonReplayed ||
+			!strings.Contains(status.Message, "is in the store's ledger "+command.LedgerKey(host, id)) {
+			t.Fatalf("runs %d status %+v", rebuilt.runs(), status)
+		}
+		poll(t, rebuilt, 0)
+	})
+}
+
+// TestLedgerPruned: entries older than the longest command lifetime are
+// dropped from the local ledger; recent ones stay.
+func TestLedgerPruned(t *testing.T) {
+	st, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProbe(t, st)
+	old, recent := "20250501T020304Z-00000001", "20250601T010304Z-00000002"
+	led := &ledger{Version: 1, Commands: map[string]*entry{
+		old:    {State: seenClaimed, At: start.Add(-command.MaxLifetime - time.Hour)},
+		recent: {State: seenClaimed, At: start.Add(-time.Hour)},
+	}}
+	if err := led.save(p.LedgerPath); err != nil {
+		t.Fatal(err)
+	}
+	id := "20250601T020304Z-00000003"
+	issue(t, st, newCommand(id), key)
+	poll(t, p, 1)
+	got, err := loadLedger(p.LedgerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Commands[old] != nil || got.Commands[recent] == nil || got.Commands[id] == nil {
+		t.Errorf("ledger after prune: %v", got.Commands)
+	}
+}

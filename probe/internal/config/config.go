@@ -158,6 +158,7 @@ type Proxy struct {
 type Commands struct {
 	Poll        Duration `yaml:"poll"`
 	HMACKeyFile string   `yaml:"hmac_key_file"`
+	TTL         Duration `yaml:"ttl"` // longest command lifetime accepted; 0: 15m
 }
 
 // Duration is a time.Duration written as "5m", "90s" in YAML.

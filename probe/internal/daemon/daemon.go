@@ -412,7 +412,7 @@ func (d *Daemon) commandPoller() (*cmdpoll.Poller, error) {
 	if d.snapshots == nil {
 		return nil, errors.New("commands.hmac_key_file is set but backup is not configured: a command restores a snapshot")
 	}
-	return &cmdpoll.Poller{Store: d.store, Host: d.cfg.Host, Key: key, LedgerPath: filepath.Join(d.cfg.StateDir, "command-ledger.json"),
+	return &cmdpoll.Poller{Store: d.store, Host: d.cfg.Host, Key: key, TTL: d.cfg.Commands.TTL.D(), LedgerPath: filepath.Join(d.cfg.StateDir, "command-ledger.json"),
 		Run: d.runCommand, Alert: d.raise, Log: d.log}, nil
 }
 
