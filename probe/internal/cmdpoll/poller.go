@@ -50,8 +50,13 @@ type Poller struct {
 	Alert func(alert.Event) // nil: no events
 	Log   *slog.Logger      // nil: no logs
 	Now   func() time.Time  // nil: time.Now
+	// JunkEvery limits alerts about rejected command objects: all those
+	// of a poll round make one alert, and at most one such alert is raised
+	// per JunkEvery (the counts carry over). 0: DefaultJunkEvery; < 0: no limit.
+	JunkEvery time.Duration
 
-	mu sync.Mutex
+	mu   sync.Mutex
+	junk junk
 }
 
 // claim is the content of <id>.claim: who took the command.
@@ -105,6 +110,13 @@ func (p *Poller) Poll(ctx context.Context) (handled int, err error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("command %s: %w", id, err))
 		}
+	}
+	every := p.JunkEvery
+	if every == 0 {
+		every = DefaultJunkEvery
+	}
+	if ev, ok := p.junk.flush(p.now(), every); ok {
+		p.raise(ev)
 	}
 	return handled, errors.Join(errs...)
 }
@@ -287,7 +299,8 @@ func (p *Poller) claimAndRun(ctx context.Context, led *ledger, c command.Command
 	return true, errors.Join(errs...)
 }
 
-// reject refuses a command: log, rejected status, one event, ledger.
+// reject refuses a command: log, rejected status, ledger, and an event
+// gathered into the round's one rejection alert (junk).
 // c is the decoded command when there is one. newEntry records a fresh
 // ledger entry (a replay keeps the entry of the run it replays).
 func (p *Poller) reject(ctx context.Context, led *ledger, id string, c *command.Command, reason, why string, newEntry bool) error {
@@ -301,10 +314,10 @@ func (p *Poller) reject(ctx context.Context, led *ledger, id string, c *command.
 	}
 	p.logger().Warn("restore command rejected", attrs...)
 	p.writeStatus(ctx, st)
-	p.raise(alert.Event{Check: "command", State: alert.Warn, IncidentID: id,
+	p.junk.add(alert.Event{Check: "command", State: alert.Warn, IncidentID: id,
 		Summary:  fmt.Sprintf("restore command %s rejected (%s), not run", id, reason),
 		Detail:   detail,
-		DedupKey: p.dedup(id, "rejected-"+reason)})
+		DedupKey: p.dedup(id, "rejected-"+reason)}, reason)
 	if newEntry {
 		led.Commands[id] = &entry{State: seenRejected, At: p.now().UTC(), Reason: reason}
 	}

@@ -393,6 +393,7 @@ func TestRejected(t *testing.T) {
 				}},
 		}
 		p := newProbe(t, st)
+		p.JunkEvery = -1 // one poll per case: each its own alert
 		p.clock.Store(&[]time.Time{start.Add(time.Minute)}[0])
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -622,4 +623,42 @@ func TestLedgerPruned(t *testing.T) {
 	if got.Commands[old] != nil || got.Commands[recent] == nil || got.Commands[id] == nil {
 		t.Errorf("ledger after prune: %v", got.Commands)
 	}
+}
+
+// TestJunkFlood: 50 junk command objects in one round make one combined
+// alert with the counts and the first ids; more junk within JunkEvery is
+// held back and reported, counted, in the next alert after it.
+func TestJunkFlood(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		p := newProbe(t, st)
+		for i := range 50 {
+			id := fmt.Sprintf("20250601T020304Z-%08x", 0x100+i)
+			if i%2 == 0 {
+				putRaw(t, st, command.Key(host, id), []byte("junk"))
+			} else {
+				issue(t, st, newCommand(id), []byte("not the key the probe holds...."))
+			}
+		}
+		poll(t, p, 50)
+		ev := p.takeEvents()
+		if len(ev) != 1 || ev[0].State != alert.Warn ||
+			ev[0].Summary != "50 restore command objects rejected (forged 25, malformed 25), none run" ||
+			!strings.Contains(ev[0].Detail, "first: 20250601T020304Z-00000100, 20250601T020304Z-00000101, 20250601T020304Z-00000102, 20250601T020304Z-00000103, 20250601T020304Z-00000104 and 45 more") {
+			t.Fatalf("events %+v", ev)
+		}
+		// Two more within the limit: held back.
+		for _, id := range []string{"20250601T020304Z-00000200", "20250601T020304Z-00000201"} {
+			putRaw(t, st, command.Key(host, id), []byte("junk"))
+		}
+		poll(t, p, 2)
+		if ev := p.takeEvents(); len(ev) != 0 {
+			t.Fatalf("alerted within JunkEvery: %+v", ev)
+		}
+		later := start.Add(DefaultJunkEvery)
+		p.clock.Store(&later)
+		poll(t, p, 0)
+		if ev := p.takeEvents(); len(ev) != 1 || ev[0].Summary != "2 restore command objects rejected (malformed 2), none run" {
+			t.Fatalf("events after the limit %+v", ev)
+		}
+	})
 }
