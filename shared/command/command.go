@@ -344,12 +344,30 @@ func ParseKey(b []byte) ([]byte, error) {
 	return slices.Clone(k), nil
 }
 
-// LoadKey reads the probe's key file (commands.hmac_key_file) with ParseKey.
-// The error names the file but never shows its content.
+// ErrKeyFileMode is returned by LoadKey for a key file that group or
+// others may read or write: anyone who reads it can order a restore.
+var ErrKeyFileMode = errors.New("readable or writable by group or others")
+
+// LoadKey reads the probe's key file (commands.hmac_key_file) with ParseKey,
+// refusing one whose mode allows group or others any access
+// (ErrKeyFileMode, naming the mode). The error names the file but never
+// shows its content.
 func LoadKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read command key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read command key: %w", err)
+	}
+	if m := fi.Mode().Perm(); m&0o077 != 0 {
+		return nil, fmt.Errorf("command key %s is mode %04o, %w: chmod 600 %s", path, m, ErrKeyFileMode, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<16))
+	if err != nil {
+		return nil, fmt.Errorf("read command key %s: %w", path, err)
 	}
 	k, err := ParseKey(b)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -308,6 +309,14 @@ func TestLoadKey(t *testing.T) {
 	if _, err := LoadKey(p); err == nil || !strings.Contains(err.Error(), p+": HMAC key is 8 bytes, want at least 16") ||
 		strings.Contains(err.Error(), "tooshort") {
 		t.Errorf("short key: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
+		os.WriteFile(p, []byte(testKey), 0o600)
+		os.Chmod(p, mode)
+		_, err := LoadKey(p)
+		if want := fmt.Sprintf("command key %s is mode %04o, readable or writable by group or others: chmod 600 %s", p, mode, p); !errors.Is(err, ErrKeyFileMode) || err.Error() != want {
+			t.Errorf("mode %04o: %v\nwant %s", mode, err, want)
+		}
 	}
 	if _, err := LoadKey(filepath.Join(dir, "missing.key")); !errors.Is(err, os.ErrNotExist) ||
 		!strings.Contains(err.Error(), "missing.key") {

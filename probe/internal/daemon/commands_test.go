@@ -225,6 +225,8 @@ alerts: {via: dir, dir: %[1]s/mail}
 backup: {dir: %[1]s/backups, data_dir: %[1]s}
 `, dir)
 	os.WriteFile(filepath.Join(dir, "short.key"), []byte("abc\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "open.key"), []byte(cmdKey), 0o600)
+	os.Chmod(filepath.Join(dir, "open.key"), 0o644)
 	cases := []struct {
 		name, extra, want string
 	}{
@@ -232,6 +234,8 @@ backup: {dir: %[1]s/backups, data_dir: %[1]s}
 			"commands.hmac_key_file: read command key: open " + dir + "/none.key: no such file or directory"},
 		{"short key", "store: {dir: " + dir + "/store}\ncommands: {hmac_key_file: " + dir + "/short.key}",
 			"commands.hmac_key_file: command key " + dir + "/short.key: HMAC key is 3 bytes, want at least 16"},
+		{"world-readable key", "store: {dir: " + dir + "/store}\ncommands: {hmac_key_file: " + dir + "/open.key}",
+			"commands.hmac_key_file: command key " + dir + "/open.key is mode 0644, readable or writable by group or others: chmod 600 " + dir + "/open.key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
