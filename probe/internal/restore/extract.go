@@ -24,6 +24,10 @@ type ExtractStats struct {
 	Bytes   int64 // content bytes of regular files written (uncompressed)
 }
 
+// maxPerm bounds the permission bits an extracted entry keeps: an archive
+// cannot make a restored file or directory group- or world-writable.
+const maxPerm fs.FileMode = 0o755
+
 // Extract decompresses a .tar.zst stream (as snapshot.WriteTar and
 // snapshot.Sink write it) into dest, which must not exist: Extract creates
 // it with mode 0700 (its parent must exist) and fails if it does exist.
@@ -48,9 +52,11 @@ type ExtractStats struct {
 // such links can be backed up but not restored by this function.
 //
 // Restored: directories (empty ones included), regular files, symbolic
-// links as links and hard links as links; permission bits, plus setgid and
-// sticky on directories (setuid and setgid on files are dropped: a restore
-// must not mint set-id programs); modification times of files, links and
+// links as links and hard links as links; permission bits clamped to
+// maxPerm (at most 0755, 0644 for a file without execute bits: nothing
+// restored is group- or world-writable), plus setgid and sticky on
+// directories (setuid and setgid on files are dropped: a restore must not
+// mint set-id programs); modification times of files, links and
 // directories, each directory's after its content. Numeric uid and gid are
 // applied only when running as root (user and group names are ignored);
 // otherwise everything belongs to the caller. An archive entry for the
@@ -329,7 +335,7 @@ func (x *extractor) file(name string, hdr *tar.Header, content io.Reader, buf []
 		err = f.Chown(hdr.Uid, hdr.Gid)
 	}
 	if err == nil {
-		err = f.Chmod(fs.FileMode(hdr.Mode).Perm())
+		err = f.Chmod(fs.FileMode(hdr.Mode).Perm() & maxPerm)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -437,7 +443,7 @@ func (x *extractor) finishDirs() error {
 				return fmt.Errorf("entry %q: %w", hdr.Name, err)
 			}
 		}
-		mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetgid | fs.ModeSticky)
+		mode := hdr.FileInfo().Mode() & (maxPerm | fs.ModeSetgid | fs.ModeSticky)
 		if err := x.root.Chmod(n, mode); err != nil {
 			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}

@@ -178,9 +178,9 @@ func TestExtractRoundTrip(t *testing.T) {
 	}
 	dirModes := map[string]fs.FileMode{
 		"a":           0o750,
-		"a/b":         0o2775 | fs.ModeSetgid,
+		"a/b":         0o2755 | fs.ModeSetgid,
 		"empty-dir":   0o711,
-		"a/empty-sub": 0o777 | fs.ModeSticky,
+		"a/empty-sub": 0o755 | fs.ModeSticky,
 		"ro":          0o555,
 	}
 	for d, m := range dirModes {
@@ -356,8 +356,20 @@ func TestExtractLinksInside(t *testing.T) {
 	if _, err := Extract(context.Background(), bytes.NewReader(craft(t, []tent{
 		{name: "suid", typ: tar.TypeReg, mode: 0o4755, body: "x"},
 		{name: "sgid", typ: tar.TypeReg, mode: 0o2755, body: "x"},
+		{name: "open-exec", typ: tar.TypeReg, mode: 0o777, body: "x"},
+		{name: "open-file", typ: tar.TypeReg, mode: 0o666, body: "x"},
+		{name: "open-dir", typ: tar.TypeDir, mode: 0o777},
+		{name: "shared-dir", typ: tar.TypeDir, mode: 0o1777},
 	}, true)), dest2); err != nil {
 		t.Fatalf("Extract: %v", err)
+	}
+	// Modes clamp to 0755/0644: nothing restored is group- or world-writable.
+	for n, want := range map[string]fs.FileMode{
+		"open-exec": 0o755, "open-file": 0o644, "open-dir": fs.ModeDir | 0o755, "shared-dir": fs.ModeDir | fs.ModeSticky | 0o755,
+	} {
+		if fi, err := os.Lstat(filepath.Join(dest2, n)); err != nil || fi.Mode() != want {
+			t.Errorf("%s: mode %v, %v; want %v", n, fi.Mode(), err, want)
+		}
 	}
 	for _, n := range []string{"suid", "sgid"} {
 		fi, err := os.Lstat(filepath.Join(dest2, n))
