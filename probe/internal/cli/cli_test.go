@@ -136,6 +136,7 @@ func TestUsageAndConfigErrors(t *testing.T) {
 	good := writeConfig(t, "host: h\nchecks:\n  - {name: d, type: disk, paths: [/]}\n")
 	bad := writeConfig(t, "host: h\nchecks:\n  - {name: d, type: disk, paths: [/], warn: 150}\n  - {name: w, type: http, ulr: x}\n")
 	badCond := writeConfig(t, "host: h\nchecks:\n  - {name: w, type: http, url: 'http://127.0.0.1:1/', conditions: ['[STATUS] = 200']}\n")
+	openListen := writeConfig(t, "host: h\nlisten: 0.0.0.0:9187\nchecks:\n  - {name: d, type: disk, paths: [/]}\n")
 	cases := []struct {
 		name     string
 		args     []string
@@ -152,6 +153,8 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"config check ok", []string{"--config", good, "config", "check"}, ExitOK, nil, "ok (host h, 1 checks", false},
 		{"config check names fields", []string{"--config", bad, "config", "check"}, ExitError,
 			[]string{"checks[0].warn: must be 1..100", `checks[1].ulr: unknown key (did you mean "url"?)`}, "", false},
+		{"config check warns of an open listener", []string{"--config", openListen, "config", "check"}, ExitOK,
+			[]string{"warning: listen: 0.0.0.0:9187 is not a loopback address"}, "ok (host h", false},
 		{"config check parses conditions", []string{"--config", badCond, "config", "check"}, ExitError,
 			[]string{"checks[0]", "conditions[0]", `unknown operator "="`}, "", false},
 		{"check with a bad config is unknown", []string{"--config", bad, "check"}, 3, []string{"checks[0].warn"}, "", false},
