@@ -1,0 +1,53 @@
+package functions_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestRestorePolicyOnlyItsHostsCommands reads RestoreFunction's policy: it
+// lists and reads only under ${ProbeHost}/, writes only new command
+// objects there (If-None-Match), and may not write the probe's status or
+// result objects.
+func TestRestorePolicyOnlyItsHostsCommands(t *testing.T) {
+	fn := get(templateRoot(t), "Resources", "RestoreFunction", "Properties")
+	var puts, denies []string
+	for _, pol := range seq(get(fn, "Policies")) {
+		for i, st := range seq(get(pol, "Statement")) {
+			effect := get(st, "Effect").Value
+			for _, a := range scalars(get(st, "Action")) {
+				res := resourceTexts(get(st, "Resource"))
+				if !strings.HasPrefix(a, "s3:") {
+					continue
+				}
+				for _, r := range res {
+					if r != "Bucket.Arn" && !strings.HasPrefix(r, "${Bucket.Arn}/${ProbeHost}/") {
+						t.Errorf("statement %d: %s on %q, outside ${ProbeHost}/", i, a, r)
+					}
+				}
+				switch {
+				case effect == "Deny" && a == "s3:PutObject":
+					denies = append(denies, res...)
+				case a == "s3:PutObject":
+					puts = append(puts, res...)
+					if c := scalars(get(st, "Condition", "StringEquals", "s3:if-none-match")); len(c) != 1 || c[0] != "*" {
+						t.Errorf("statement %d: PutObject without the s3:if-none-match \"*\" condition", i)
+					}
+				case a == "s3:ListBucket":
+					if p := scalars(get(st, "Condition", "StringLike", "s3:prefix")); len(p) != 1 || p[0] != "${ProbeHost}/*" {
+						t.Errorf("statement %d lists the bucket without the ${ProbeHost}/* prefix condition: %v", i, p)
+					}
+				}
+			}
+		}
+	}
+	if !slices.Equal(puts, []string{"${Bucket.Arn}/${ProbeHost}/commands/*.json"}) {
+		t.Errorf("PutObject on %v, want only ${ProbeHost}/commands/*.json", puts)
+	}
+	for _, want := range []string{"${Bucket.Arn}/${ProbeHost}/commands/*.status.json", "${Bucket.Arn}/${ProbeHost}/commands/*.result.json"} {
+		if !slices.Contains(denies, want) {
+			t.Errorf("no Deny of PutObject on %s", want)
+		}
+	}
+}
