@@ -51,3 +51,28 @@ func TestRestorePolicyOnlyItsHostsCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketsDenyInsecureTransport: the main bucket and the vault (when
+// the stack creates it) refuse every request without TLS.
+func TestBucketsDenyInsecureTransport(t *testing.T) {
+	res := get(templateRoot(t), "Resources")
+	want := map[string]bool{"Bucket": false, "VaultBucket": false}
+	for i := 0; i+1 < len(res.Content); i += 2 {
+		r := res.Content[i+1]
+		if get(r, "Type").Value != "AWS::S3::BucketPolicy" {
+			continue
+		}
+		bucket := get(r, "Properties", "Bucket").Value
+		for _, st := range seq(get(r, "Properties", "PolicyDocument", "Statement")) {
+			if get(st, "Effect").Value == "Deny" && scalars(get(st, "Action"))[0] == "s3:*" &&
+				get(st, "Condition", "Bool", "aws:SecureTransport").Value == "false" {
+				want[bucket] = true
+			}
+		}
+	}
+	for b, ok := range want {
+		if !ok {
+			t.Errorf("%s has no Deny of s3:* without aws:SecureTransport", b)
+		}
+	}
+}
