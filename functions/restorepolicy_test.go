@@ -76,3 +76,26 @@ func TestBucketsDenyInsecureTransport(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreInvokedByOperatorRoleWithMFA: the restore function's resource
+// policy names the operators' role, and the example role can be assumed
+// only with MFA.
+func TestRestoreInvokedByOperatorRoleWithMFA(t *testing.T) {
+	res := get(templateRoot(t), "Resources")
+	perm := get(res, "RestoreInvokeByOperators", "Properties")
+	if perm == nil || get(perm, "FunctionName").Value != "RestoreFunction" || get(perm, "Action").Value != "lambda:InvokeFunction" {
+		t.Fatal("no AWS::Lambda::Permission letting the operators' role invoke RestoreFunction")
+	}
+	if p := scalars(get(perm, "Principal")); !slices.Contains(p, "OperatorRoleArn") {
+		t.Errorf("the permission's principal %v is not the OperatorRoleArn parameter (or the example role)", p)
+	}
+	mfa := false
+	for _, st := range seq(get(res, "OperatorRole", "Properties", "AssumeRolePolicyDocument", "Statement")) {
+		if c := get(st, "Condition", "Bool", "aws:MultiFactorAuthPresent"); c != nil && c.Value == "true" {
+			mfa = true
+		}
+	}
+	if !mfa {
+		t.Error("OperatorRole can be assumed without MFA")
+	}
+}
