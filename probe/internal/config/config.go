@@ -129,6 +129,10 @@ type Rollback struct {
 	// DBHook runs before the database is restored (e.g. `alembic downgrade
 	// $TARGET_REVISION`); "" = none.
 	DBHook string `yaml:"db_hook"`
+	// Env names the secret-looking variables of the probe's environment
+	// (DATABASE_URL, *PASSWORD*, *KEY*, *TOKEN*...) that the hooks (db_hook,
+	// code.command, code.restart) still get; the others are removed.
+	Env []string `yaml:"env"`
 	// Drill is the cron schedule of `probe run`'s restore drill (default
 	// monthly, "0 3 1 * *"); "off" disables it.
 	Drill string `yaml:"drill"`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -16,6 +15,8 @@ import (
 // `sh -c`) rolls the code back; it gets TXN, SNAPSHOT, REVISION, IMAGE and
 // ACTION=apply in its environment, and the same with ACTION=revert to undo.
 type CommandCode struct {
+	// Env names the probe's secret-looking variables the hook keeps (rollback.env).
+	Env      []string
 	command  string
 	stateDir string
 
@@ -113,18 +114,19 @@ func (c *CommandCode) run(ctx context.Context, st *commandState, action string) 
 	if c.command == "" {
 		return errors.New("code rollback: rollback.code.command is empty")
 	}
-	return runShell(ctx, "code hook", c.command, "", []string{
+	return runShell(ctx, "code hook", c.command, "", c.Env, []string{
 		"ACTION=" + action, "TXN=" + st.Txn, "SNAPSHOT=" + st.Snapshot,
 		"REVISION=" + st.Revision, "IMAGE=" + st.Image,
 	})
 }
 
-// runShell runs `sh -c command` in dir with env added to the probe's, and
-// fails with the exit status and the last lines of its output.
-func runShell(ctx context.Context, what, command, dir string, env []string) error {
+// runShell runs `sh -c command` in dir with env added to the probe's
+// environment without its secrets (hookEnv; allow names those it keeps),
+// and fails with the exit status and the last lines of its output.
+func runShell(ctx context.Context, what, command, dir string, allow, env []string) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = hookEnv(allow, env)
 	var out tailBuf
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second

@@ -16,6 +16,8 @@ import (
 // environment). Revert checks out what was checked out before (the branch,
 // when HEAD was on one that still points at the same commit) and restarts.
 type GitCode struct {
+	// Env names the probe's secret-looking variables the restart command keeps (rollback.env).
+	Env      []string
 	dir      string
 	restart  string
 	stateDir string
@@ -197,7 +199,7 @@ func (g *GitCode) runRestart(ctx context.Context, st *gitState, action, revision
 	if g.restart == "" {
 		return nil
 	}
-	return runShell(ctx, "restart command", g.restart, g.dir, []string{
+	return runShell(ctx, "restart command", g.restart, g.dir, g.Env, []string{
 		"ACTION=" + action, "TXN=" + st.Txn, "SNAPSHOT=" + st.Snapshot, "REVISION=" + revision,
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -47,6 +46,8 @@ import (
 // Errors name the operation and the database, never the password.
 type DB struct {
 	DSN string // the live database's DSN (the app's)
+	// HookEnv names the probe's secret-looking variables Hook keeps (rollback.env).
+	HookEnv []string
 	// PgRestore is the pg_restore program; "" finds it in PATH, else the
 	// newest /usr/lib/postgresql/<major>/bin.
 	PgRestore string
@@ -369,13 +370,13 @@ func unwrapExec(err error) error {
 // runHook runs d.Hook with sh -c.
 func (d *DB) runHook(ctx context.Context, s *server, txn string, m manifest.Manifest) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", d.Hook)
-	cmd.Env = append(os.Environ(),
-		"TARGET_REVISION="+m.DB.Migration.Revision,
-		"MIGRATION_TOOL="+m.DB.Migration.Tool,
-		"TXN="+txn,
-		"DATABASE="+s.live,
-		"SNAPSHOT="+m.ID,
-	)
+	cmd.Env = hookEnv(d.HookEnv, []string{
+		"TARGET_REVISION=" + m.DB.Migration.Revision,
+		"MIGRATION_TOOL=" + m.DB.Migration.Tool,
+		"TXN=" + txn,
+		"DATABASE=" + s.live,
+		"SNAPSHOT=" + m.ID,
+	})
 	cmd.WaitDelay = 5 * time.Second
 	var out tailBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out

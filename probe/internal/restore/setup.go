@@ -22,7 +22,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, snap *snapshot.Engine, 
 		StateDir: cfg.StateDir, KeepPre: rb.KeepPre, Log: log,
 	}
 	if dsn := cfg.Backup.Database.DSN.Reveal(); dsn != "" {
-		r.DB = &DB{DSN: dsn, Hook: rb.DBHook, Log: log, TempDir: cfg.Backup.Dir}
+		r.DB = &DB{DSN: dsn, Hook: rb.DBHook, HookEnv: rb.Env, Log: log, TempDir: cfg.Backup.Dir}
 	}
 	codeState := filepath.Join(cfg.StateDir, "restores")
 	switch rb.Code.Strategy {
@@ -36,9 +36,13 @@ func FromConfig(ctx context.Context, cfg *config.Config, snap *snapshot.Engine, 
 			ProxyConfig{Container: rb.Code.Proxy.Container, Service: rb.Code.Proxy.Service, Host: rb.Code.Proxy.Host},
 			codeState, max(rb.Timeout.D(), 30*time.Second))
 	case "git":
-		r.Code = NewGitCode(cfg.Backup.App.Dir, rb.Code.Restart, codeState)
+		g := NewGitCode(cfg.Backup.App.Dir, rb.Code.Restart, codeState)
+		g.Env = rb.Env
+		r.Code = g
 	case "command":
-		r.Code = NewCommandCode(rb.Code.Command, codeState)
+		c := NewCommandCode(rb.Code.Command, codeState)
+		c.Env = rb.Env
+		r.Code = c
 	default:
 		r.Code = NoCode()
 	}
