@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -51,6 +52,14 @@ type Engine struct {
 	Progress io.Writer
 	Level    zstd.EncoderLevel // 0 = DefaultLevel
 	Now      func() time.Time  // nil = time.Now
+
+	// SigningKeyFile is the host's Ed25519 key that signs manifests
+	// (created by the first backup when missing); TrustedKeys are further
+	// public keys a store snapshot's signature may verify with (a rotated
+	// key, another host's). See signing().
+	SigningKeyFile string
+	TrustedKeys    []ed25519.PublicKey
+	AllowUnsigned  bool // admit a store snapshot without manifest.sig
 }
 
 // Options are one backup's choices.
@@ -215,7 +224,7 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 	}
 	// The manifest is written last, then the directory is made durable
 	// and renamed into place: from here on the snapshot exists.
-	if err := writeManifest(partial, m); err != nil {
+	if err := e.writeManifest(partial, m); err != nil {
 		return res, err
 	}
 	final := filepath.Join(e.Dir, id)
@@ -379,17 +388,6 @@ func (t *tee) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func writeManifest(dir string, m manifest.Manifest) error {
-	data, err := m.Encode()
-	if err != nil {
-		return fmt.Errorf("encode manifest: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(dir, manifest.ManifestFile), data, 0o600); err != nil {
-		return err
-	}
-	return nil
-}
-
 // putManifest uploads manifest.json last (its arrival marks the snapshot
 // complete in the store) and records where it went.
 func (e *Engine) putManifest(ctx context.Context, m *manifest.Manifest, dir string) error {
@@ -397,13 +395,25 @@ func (e *Engine) putManifest(ctx context.Context, m *manifest.Manifest, dir stri
 	if err != nil {
 		return err
 	}
+	sig, err := e.signManifest(data)
+	if err != nil {
+		return err
+	}
+	if sig != nil {
+		// before the manifest: its arrival tells the off-site function
+		// the snapshot is complete, signature included
+		skey := e.key(m.ID, manifest.SigFile)
+		if _, err := e.Store.Put(ctx, skey, bytes.NewReader(sig), store.PutOptions{Size: int64(len(sig)), ContentType: "text/plain"}); err != nil {
+			return fmt.Errorf("upload %s: %w", skey, err)
+		}
+	}
 	key := e.key(m.ID, manifest.ManifestFile)
 	if _, err := e.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), ContentType: "application/json"}); err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
 	m.Offsite = &manifest.Offsite{Bucket: e.Store.String(), Key: key, At: e.now().UTC()}
 	// the local copy records where the off-site one is
-	return writeManifest(dir, *m)
+	return e.writeManifest(dir, *m)
 }
 
 // reconcile removes leftovers of killed backups (*.partial) and adopts a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -131,14 +130,9 @@ func (e *Engine) ListRemote(ctx context.Context) ([]manifest.Manifest, error) {
 		if filepath.Base(o.Key) != manifest.ManifestFile {
 			continue
 		}
-		rc, _, err := e.Store.Get(ctx, o.Key)
+		data, err := e.getSmall(ctx, o.Key)
 		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", o.Key, err)
-		}
-		data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", o.Key, err)
+			return nil, err
 		}
 		m, err := manifest.Decode(data)
 		if err != nil {

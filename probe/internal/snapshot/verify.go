@@ -121,7 +121,7 @@ func (e *Engine) verifyOne(ctx context.Context, cat *manifest.Catalog, id string
 	}
 	m.Status = manifest.StatusVerified
 	m.VerifiedAt = e.now().UTC()
-	if err := writeManifest(dir, m); err != nil {
+	if err := e.writeManifest(dir, m); err != nil {
 		return res, err
 	}
 	if err := cat.Upsert(m); err != nil {
