@@ -246,3 +246,22 @@ func TestSigningKeyReadableByOthersRefused(t *testing.T) {
 		t.Errorf("a snapshot was made: %v", list)
 	}
 }
+
+func TestStoreSnapshotObjectsAreWriteOnce(t *testing.T) {
+	e, m, _, _ := signedSetup(t)
+	ctx := context.Background()
+	key := e.key(m.ID, manifest.ManifestFile)
+	before := get(t, e.Store, key)
+	// a push retried for a snapshot already in the store writes the same bytes: fine
+	if pushed, err := e.Push(ctx, m.ID); err != nil || len(pushed) != 1 {
+		t.Fatalf("push again = %v, %v", pushed, err)
+	}
+	// other contents under an existing key are refused by the store (412)
+	err := e.putBytesOnce(ctx, key, bytes.Replace(before, []byte(`"notes": ""`), []byte(`"notes": "x"`), 1), "application/json")
+	if !errors.Is(err, store.ErrExists) || !strings.Contains(err.Error(), "write-once") {
+		t.Fatalf("overwrite = %v, want ErrExists", err)
+	}
+	if after := get(t, e.Store, key); !bytes.Equal(after, before) {
+		t.Error("the stored manifest changed")
+	}
+}
