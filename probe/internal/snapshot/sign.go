@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"backstop/shared/atomicfile"
@@ -182,4 +184,42 @@ func writeSig(dir string, sig []byte) error {
 		return err
 	}
 	return nil
+}
+
+// checkLocalSig is verify's check of dir/manifest.sig over the manifest's
+// bytes on disk. A snapshot without one (taken before signing) passes
+// with a note; one whose signature does not verify fails.
+func (e *Engine) checkLocalSig(dir string) FileCheck {
+	fc := FileCheck{File: manifest.SigFile}
+	data, err := os.ReadFile(filepath.Join(dir, manifest.ManifestFile))
+	if err != nil {
+		fc.Problem = err.Error()
+		return fc
+	}
+	sig, err := os.ReadFile(filepath.Join(dir, manifest.SigFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fc.Problem = err.Error()
+		return fc
+	}
+	trusted, err := e.trusted()
+	if err != nil {
+		fc.Problem = err.Error()
+		return fc
+	}
+	switch err := manifest.VerifySig(data, sig, trusted); {
+	case errors.Is(err, manifest.ErrUnsigned):
+		fc.OK, fc.Note = true, "unsigned (taken before signing)"
+	case err != nil:
+		fc.Problem = err.Error()
+	default:
+		fc.OK = true
+	}
+	return fc
+}
+
+// WriteManifest replaces snapshot id's manifest.json with m (atomically)
+// and re-signs it, for a caller that records something in it under the lock
+// (the canary's ready check).
+func (e *Engine) WriteManifest(id string, m manifest.Manifest) error {
+	return e.writeManifest(filepath.Join(e.Dir, id), m)
 }

@@ -265,3 +265,35 @@ func TestStoreSnapshotObjectsAreWriteOnce(t *testing.T) {
 		t.Error("the stored manifest changed")
 	}
 }
+
+func TestVerifyChecksTheLocalSignature(t *testing.T) {
+	e, m, _, _ := signedSetup(t)
+	ctx := context.Background()
+	if _, err := e.Verify(ctx, m.ID); err != nil {
+		t.Fatalf("verify of a signed snapshot: %v", err)
+	}
+	// verify rewrote the manifest (status verified) and re-signed it
+	if _, err := e.Verify(ctx, m.ID); err != nil {
+		t.Fatalf("second verify: %v", err)
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	dir := filepath.Join(e.Dir, m.ID)
+	data, _ := os.ReadFile(filepath.Join(dir, manifest.ManifestFile))
+	if err := os.WriteFile(filepath.Join(dir, manifest.SigFile), manifest.Sign(other, data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.Verify(ctx, m.ID)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), manifest.SigFile) {
+		t.Fatalf("verify with a foreign signature = %v, want ErrCorrupt naming %s", err, manifest.SigFile)
+	}
+	os.Remove(filepath.Join(dir, manifest.SigFile))
+	res, err := e.Verify(ctx, m.ID)
+	if err != nil {
+		t.Fatalf("verify of an unsigned (pre-signing) local snapshot: %v", err)
+	}
+	for _, f := range res.Files {
+		if f.File == manifest.SigFile && !strings.Contains(f.Note, "unsigned") {
+			t.Errorf("unsigned snapshot's check = %+v, want a note", f)
+		}
+	}
+}
