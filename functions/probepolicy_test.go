@@ -9,7 +9,9 @@ import (
 
 // TestProbePolicyOnlyItsOwnPrefix reads the probe's managed policy: it may
 // put, get and list under its own host prefix, and nothing else — no
-// delete of snapshots, no other host's prefix, no vault.
+// delete of snapshots, no other host's prefix, no vault — and it is denied
+// overwriting a snapshot object (PutObject without If-None-Match) and
+// writing vault-catalog.json.
 func TestProbePolicyOnlyItsOwnPrefix(t *testing.T) {
 	root := templateRoot(t)
 	pol := get(root, "Resources", "ProbePolicy")
@@ -21,7 +23,32 @@ func TestProbePolicyOnlyItsOwnPrefix(t *testing.T) {
 	if len(stmts) == 0 {
 		t.Fatal("ProbePolicy has no statements")
 	}
+	var writeOnce, noCatalog bool
 	for i, st := range stmts {
+		if e := get(st, "Effect"); e != nil && e.Value == "Deny" {
+			actions, res := scalars(get(st, "Action")), resourceTexts(get(st, "Resource"))
+			if len(actions) != 1 || actions[0] != "s3:PutObject" || len(res) != 1 {
+				t.Errorf("deny statement %d: actions %v resources %v, want one PutObject resource", i, actions, res)
+				continue
+			}
+			switch res[0] {
+			case "${Bucket.Arn}/${ProbeHost}/snapshots/*":
+				null := scalars(get(st, "Condition", "Null", "s3:if-none-match"))
+				op := scalars(get(st, "Condition", "Bool", "s3:ObjectCreationOperation"))
+				writeOnce = len(null) == 1 && null[0] == "true" && len(op) == 1 && op[0] == "true"
+				if !writeOnce {
+					t.Errorf("deny statement %d on snapshots: condition Null s3:if-none-match %v, Bool s3:ObjectCreationOperation %v; want true, true", i, null, op)
+				}
+			case "${Bucket.Arn}/${ProbeHost}/vault-catalog.json":
+				noCatalog = get(st, "Condition") == nil
+				if !noCatalog {
+					t.Errorf("deny statement %d on vault-catalog.json is conditional", i)
+				}
+			default:
+				t.Errorf("deny statement %d names %q", i, res[0])
+			}
+			continue
+		}
 		if e := get(st, "Effect"); e == nil || e.Value != "Allow" {
 			continue
 		}
@@ -48,6 +75,12 @@ func TestProbePolicyOnlyItsOwnPrefix(t *testing.T) {
 				t.Errorf("statement %d names resource %q, outside ${Bucket.Arn}/${ProbeHost}/*", i, r)
 			}
 		}
+	}
+	if !writeOnce {
+		t.Error("the probe may overwrite snapshot objects: no Deny of PutObject without If-None-Match on ${ProbeHost}/snapshots/*")
+	}
+	if !noCatalog {
+		t.Error("the probe may write ${ProbeHost}/vault-catalog.json (only the off-site function may)")
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strconv"
@@ -35,6 +36,8 @@ const (
 //	MAX_SNAPSHOT_AGE     alert when a host's newest vaulted snapshot is older                       26h
 //	MAX_HEARTBEAT_AGE    alert when <host>/heartbeat.json is older                                  15m
 //	ALERT_LOCALE         en | ja, the events' locale                                                en
+//	SIGNING_PUBLIC_KEYS  the probes' manifest signing keys, "ed25519 <base64>", comma-separated;
+//	                     set: a snapshot whose manifest.sig does not verify is not vaulted      (none: unchecked)
 //	S3_PATH_STYLE        true: path-style addressing (S3-compatible servers; the endpoint comes
 //	                     from the SDK's AWS_ENDPOINT_URL_S3)                                        false
 type Config struct {
@@ -51,6 +54,7 @@ type Config struct {
 	Locale             string
 	PathStyle          bool
 	CopyConcurrency    int // UploadPartCopy calls in flight; 4 when 0
+	SigningKeys        []ed25519.PublicKey
 }
 
 // ErrConfig is matched by every configuration error.
@@ -145,6 +149,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	default:
 		return bad("ALERT_LOCALE", "want en or ja, not %q", s)
 	}
+	keys, err := parseSigningKeys(getenv("SIGNING_PUBLIC_KEYS"))
+	if err != nil {
+		return bad("SIGNING_PUBLIC_KEYS", "%v", err)
+	}
+	c.SigningKeys = keys
 	if s := strings.TrimSpace(getenv("S3_PATH_STYLE")); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {

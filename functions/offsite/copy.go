@@ -147,9 +147,9 @@ func (h *Handler) vaultSnapshot(ctx context.Context, obj objectRef, ref snapshot
 	return res, nil
 }
 
-// plan reads the manifest (at the notified version) and lists the
-// snapshot's objects in copy order: the dump, the data archive, the
-// manifest last.
+// plan reads the manifest (at the notified version), checks its signature
+// when signing keys are configured, and lists the snapshot's objects in
+// copy order: the dump, the data archive, manifest.sig, the manifest last.
 func (h *Handler) plan(ctx context.Context, obj objectRef, ref snapshotRef) (manifest.Manifest, []planned, error) {
 	in := &s3.GetObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key)}
 	if obj.Version != "" && obj.Version != "null" {
@@ -172,12 +172,20 @@ func (h *Handler) plan(ctx context.Context, obj objectRef, ref snapshotRef) (man
 		return m, nil, fmt.Errorf("manifest s3://%s/%s: says snapshot %s of host %s, its key %s of %s: %w",
 			obj.Bucket, obj.Key, m.ID, m.Host, ref.ID, ref.Host, ErrMalformed)
 	}
+	sig, err := h.checkSignature(ctx, obj.Bucket, ref, data)
+	if err != nil {
+		return m, nil, err
+	}
 	var plan []planned
 	if m.DB != nil {
 		plan = append(plan, planned{key: ref.Dir() + m.DB.File, size: m.DB.Size, sha256: m.DB.SHA256})
 	}
 	if m.Data != nil {
 		plan = append(plan, planned{key: ref.Dir() + m.Data.File, size: m.Data.Size, sha256: m.Data.SHA256})
+	}
+	if sig != nil {
+		ss := sha256.Sum256(sig)
+		plan = append(plan, planned{key: ref.Dir() + manifest.SigFile, size: int64(len(sig)), sha256: hex.EncodeToString(ss[:])})
 	}
 	sum := sha256.Sum256(data)
 	plan = append(plan, planned{key: obj.Key, size: int64(len(data)), sha256: hex.EncodeToString(sum[:]), version: aws.ToString(out.VersionId)})

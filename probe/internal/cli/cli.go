@@ -41,10 +41,11 @@ Usage:
   probe [--config FILE] list [--json] [--remote]             snapshots, newest first
   probe [--config FILE] verify [ID | --all] [--json]         checksums and archive structure
   probe [--config FILE] push [ID]                            upload snapshots not yet off-site
-  probe [--config FILE] restore (--latest | --snapshot ID) [--only db,data,code] [--dry-run] [--reason TEXT] [--yes] [--json]
+  probe [--config FILE] restore (--latest | --snapshot ID) [--only db,data,code] [--dry-run] [--reason TEXT] [--yes] [--allow-unsigned] [--json]
   probe [--config FILE] revert TXN                           undo a restore from its pre-restore state
   probe [--config FILE] canary [--timeout 90s] [--interval 10s]   after a deploy: wait for readiness, roll back if it never comes
-  probe [--config FILE] drill [--snapshot ID]                restore into a scratch database, validate, drop
+  probe [--config FILE] drill [--snapshot ID] [--allow-unsigned]   restore into a scratch database, validate, drop
+  probe keygen --signing [--out FILE]                        make an Ed25519 snapshot signing key (0600); print its public key
   probe version | --version
 
 --config defaults to $BACKSTOP_CONFIG, else ` + defaultConfig + `.
@@ -111,6 +112,8 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		return a.canary(ctx, rest[1:])
 	case "drill":
 		return a.drill(ctx, rest[1:])
+	case "keygen":
+		return a.keygen(ctx, rest[1:])
 	case "config":
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprintln(stdio.Stderr, "probe config: the only subcommand is 'check' (probe config check)")

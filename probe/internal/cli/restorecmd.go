@@ -40,7 +40,7 @@ func (a *app) parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 }
 
 func (a *app) restore(ctx context.Context, args []string) int {
-	fs := a.newFlags("restore", "restore (--latest | --snapshot ID) [--only db,data,code] [--dry-run] [--reason TEXT] [--yes] [--json]")
+	fs := a.newFlags("restore", "restore (--latest | --snapshot ID) [--only db,data,code] [--dry-run] [--reason TEXT] [--yes] [--allow-unsigned] [--json]")
 	latest := fs.Bool("latest", false, "restore the newest snapshot")
 	id := fs.String("snapshot", "", "restore this snapshot")
 	only := fs.String("only", "", "restore only these parts (db, data, code)")
@@ -48,6 +48,7 @@ func (a *app) restore(ctx context.Context, args []string) int {
 	reason := fs.String("reason", "", "why (kept in the rollback log and the alert)")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	allowUnsigned := allowUnsignedFlag(fs)
 	if code, done := a.parseFlags(fs, args); done {
 		return code
 	}
@@ -75,6 +76,7 @@ func (a *app) restore(ctx context.Context, args []string) int {
 	if code != ExitOK {
 		return code
 	}
+	r.Snap.AllowUnsigned = *allowUnsigned
 	defer a.flushEvents(context.WithoutCancel(ctx), "restore", cfg, col)
 	if !*dry && !*yes {
 		plan := req
@@ -194,9 +196,10 @@ func (a *app) canary(ctx context.Context, args []string) int {
 }
 
 func (a *app) drill(ctx context.Context, args []string) int {
-	fs := a.newFlags("drill", "drill [--snapshot ID] [--json]")
+	fs := a.newFlags("drill", "drill [--snapshot ID] [--allow-unsigned] [--json]")
 	id := fs.String("snapshot", "", "the snapshot to drill (default the newest)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	allowUnsigned := allowUnsignedFlag(fs)
 	if code, done := a.parseFlags(fs, args); done {
 		return code
 	}
@@ -204,6 +207,7 @@ func (a *app) drill(ctx context.Context, args []string) int {
 	if code != ExitOK {
 		return code
 	}
+	r.Snap.AllowUnsigned = *allowUnsigned
 	defer a.flushEvents(context.WithoutCancel(ctx), "drill", cfg, col)
 	res, err := r.Drill(ctx, *id)
 	if *asJSON {

@@ -166,7 +166,7 @@ func TestSnapshotCommands(t *testing.T) {
 
 	// verify: whole, then with one byte of the dump flipped
 	code, out, errOut = s.run(t, "verify")
-	want := id + "  OK\n  manifest.json  ok\n  db.dump.zst    ok\n  data.tar.zst   ok\n"
+	want := id + "  OK\n  manifest.json  ok\n  manifest.sig   ok\n  db.dump.zst    ok\n  data.tar.zst   ok\n"
 	if code != 0 || out != want {
 		t.Errorf("verify: exit %d\n%s%s\nwant:\n%s", code, out, errOut, want)
 	}
@@ -194,7 +194,8 @@ func TestSnapshotCommands(t *testing.T) {
 	code, out, _ = s.run(t, "verify", "--json", id)
 	var verdicts []snapshot.VerifyResult
 	if err := json.Unmarshal([]byte(out), &verdicts); code != 1 || err != nil || len(verdicts) != 1 || verdicts[0].OK ||
-		verdicts[0].Files[1].File != manifest.DBFile || verdicts[0].Files[1].OK || !verdicts[0].Files[2].OK {
+		verdicts[0].Files[1].File != manifest.SigFile || !verdicts[0].Files[1].OK ||
+		verdicts[0].Files[2].File != manifest.DBFile || verdicts[0].Files[2].OK || !verdicts[0].Files[3].OK {
 		t.Errorf("verify --json of a flipped dump: exit %d, %v\n%s", code, err, out)
 	}
 

@@ -102,6 +102,11 @@ type Backup struct {
 	Database  Database  `yaml:"database"`
 	DataDir   string    `yaml:"data_dir"`
 	App       App       `yaml:"app"`
+	// SigningKeyFile is the Ed25519 key that signs manifests (default
+	// <state_dir>/signing.key, made by the first backup); SigningPublicKeys
+	// are further trusted public keys ("ed25519 <base64>").
+	SigningKeyFile    string   `yaml:"signing_key_file"`
+	SigningPublicKeys []string `yaml:"signing_public_keys"`
 }
 
 type Retention struct {

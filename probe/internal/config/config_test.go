@@ -140,6 +140,7 @@ func TestInvalidFieldsAreNamed(t *testing.T) {
 		{"threshold range", minimal + "alerts: {failure_threshold: -1}\n", "alerts.failure_threshold: must be 1..100"},
 		{"bad cron", minimal + "backup: {schedule: 'at two'}\n", "backup.schedule: not a cron expression"},
 		{"pg_dump", minimal + "backup: {database: {pg_dump: docker}}\n", "backup.database.pg_dump: must be host or container:<name>"},
+		{"signing public key", minimal + "backup: {signing_public_keys: ['ssh-ed25519 AAAA']}\n", `backup.signing_public_keys[0]: public key "ssh-ed25519 AAAA": want "ed25519 <base64>"`},
 		{"strategy", minimal + "rollback: {code: {strategy: magic}}\n", "rollback.code.strategy: must be docker, git, command or none"},
 		{"tls both", strings.Replace(minimal, "checks:\n", "checks:\n  - {name: t, type: tls, address: 'a:443', cert_file: /c.pem}\n", 1), "checks[0].address: set address or cert_file, not both"},
 		{"postgres without dsn", strings.Replace(minimal, "checks:\n", "checks:\n  - {name: db, type: postgres}\n", 1), "checks[0].dsn: required (or set DATABASE_URL)"},

@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -57,6 +58,9 @@ func applyDefaults(c *Config, env Env) {
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
+	}
+	if c.Backup.SigningKeyFile == "" {
+		c.Backup.SigningKeyFile = filepath.Join(c.StateDir, "signing.key")
 	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen
@@ -208,6 +212,7 @@ func Validate(c *Config) Errors {
 	if _, err := cron.ParseStandard(c.Backup.Schedule); err != nil {
 		bad("backup.schedule", "not a cron expression (like \"0 2 * * *\"): %v", err)
 	}
+	validateSigning(c, bad)
 	if c.Backup.Retention.Count < 0 {
 		bad("backup.retention.count", "must be ≥ 0")
 	}

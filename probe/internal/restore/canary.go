@@ -73,11 +73,7 @@ func (r *Restorer) recordReady(ctx context.Context) error {
 		return errors.New("no verified snapshot to record the ready check in")
 	}
 	m.ReadyCheck = &manifest.ReadyCheck{At: time.Now().UTC(), OK: true}
-	data, err := m.Encode()
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(r.Snap.Dir, m.ID, manifest.ManifestFile), data); err != nil {
+	if err := r.Snap.WriteManifest(m.ID, m); err != nil {
 		return err
 	}
 	if err := cat.Upsert(m); err != nil {

@@ -1,8 +1,8 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -51,6 +51,14 @@ type Engine struct {
 	Progress io.Writer
 	Level    zstd.EncoderLevel // 0 = DefaultLevel
 	Now      func() time.Time  // nil = time.Now
+
+	// SigningKeyFile is the host's Ed25519 key that signs manifests
+	// (created by the first backup when missing); TrustedKeys are further
+	// public keys a store snapshot's signature may verify with (a rotated
+	// key, another host's). See signing().
+	SigningKeyFile string
+	TrustedKeys    []ed25519.PublicKey
+	AllowUnsigned  bool // admit a store snapshot without manifest.sig
 }
 
 // Options are one backup's choices.
@@ -215,7 +223,7 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 	}
 	// The manifest is written last, then the directory is made durable
 	// and renamed into place: from here on the snapshot exists.
-	if err := writeManifest(partial, m); err != nil {
+	if err := e.writeManifest(partial, m); err != nil {
 		return res, err
 	}
 	final := filepath.Join(e.Dir, id)
@@ -314,19 +322,21 @@ func (e *Engine) level() zstd.EncoderLevel {
 
 // upstream is one object being uploaded from a pipe while it is produced.
 type upstream struct {
-	key  string
-	pw   *io.PipeWriter
-	done chan struct{}
-	obj  store.Object
-	err  error
+	store store.Store
+	ctx   context.Context // the backup's, for reading back a write-once conflict
+	key   string
+	pw    *io.PipeWriter
+	done  chan struct{}
+	obj   store.Object
+	err   error
 }
 
 func (e *Engine) startUpload(ctx context.Context, key string) *upstream {
 	pr, pw := io.Pipe()
-	u := &upstream{key: key, pw: pw, done: make(chan struct{})}
+	u := &upstream{key: key, pw: pw, done: make(chan struct{}), store: e.Store, ctx: ctx}
 	go func() {
 		defer close(u.done)
-		u.obj, u.err = e.Store.Put(ctx, key, pr, store.PutOptions{Size: -1, ContentType: "application/zstd"})
+		u.obj, u.err = e.Store.Put(ctx, key, pr, store.PutOptions{Size: -1, ContentType: "application/zstd", IfNoneMatch: true})
 		if u.err == nil {
 			u.err = errors.New("upload ended before the stream did")
 		}
@@ -349,6 +359,10 @@ func (u *upstream) abort() {
 func (u *upstream) finish(local Sum) error {
 	u.pw.Close()
 	<-u.done
+	if errors.Is(u.err, store.ErrExists) {
+		// a retried conditional Put can meet the object its first attempt wrote
+		u.obj, u.err = sameObject(u.ctx, u.store, u.key, local.SHA256, u.err)
+	}
 	if u.obj.Key == "" && u.err != nil {
 		return fmt.Errorf("upload %s: %w", u.key, u.err)
 	}
@@ -379,31 +393,35 @@ func (t *tee) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func writeManifest(dir string, m manifest.Manifest) error {
-	data, err := m.Encode()
-	if err != nil {
-		return fmt.Errorf("encode manifest: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(dir, manifest.ManifestFile), data, 0o600); err != nil {
-		return err
-	}
-	return nil
-}
-
 // putManifest uploads manifest.json last (its arrival marks the snapshot
 // complete in the store) and records where it went.
 func (e *Engine) putManifest(ctx context.Context, m *manifest.Manifest, dir string) error {
-	data, err := m.Encode()
+	// the store's copy never records where it is itself: a push retried
+	// for a snapshot already there then writes the very same bytes
+	stored := *m
+	stored.Offsite = nil
+	data, err := stored.Encode()
 	if err != nil {
 		return err
 	}
+	sig, err := e.signManifest(data)
+	if err != nil {
+		return err
+	}
+	if sig != nil {
+		// before the manifest: its arrival tells the off-site function
+		// the snapshot is complete, signature included
+		if err := e.putBytesOnce(ctx, e.key(m.ID, manifest.SigFile), sig, "text/plain"); err != nil {
+			return err
+		}
+	}
 	key := e.key(m.ID, manifest.ManifestFile)
-	if _, err := e.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{Size: int64(len(data)), ContentType: "application/json"}); err != nil {
-		return fmt.Errorf("upload %s: %w", key, err)
+	if err := e.putBytesOnce(ctx, key, data, "application/json"); err != nil {
+		return err
 	}
 	m.Offsite = &manifest.Offsite{Bucket: e.Store.String(), Key: key, At: e.now().UTC()}
 	// the local copy records where the off-site one is
-	return writeManifest(dir, *m)
+	return e.writeManifest(dir, *m)
 }
 
 // reconcile removes leftovers of killed backups (*.partial) and adopts a

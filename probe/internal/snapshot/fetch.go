@@ -36,13 +36,7 @@ func (e *Engine) Resolve(ctx context.Context, id string, verifiedOnly bool) (str
 		return "", errors.New("no verified snapshot (probe verify marks one)")
 	}
 	if e.Store != nil {
-		remote, err := e.ListRemote(ctx)
-		if err != nil {
-			return "", err
-		}
-		if len(remote) > 0 {
-			return remote[0].ID, nil
-		}
+		return e.newestRemote(ctx)
 	}
 	return "", fmt.Errorf("no snapshot in %s or the store", e.Dir)
 }
@@ -50,7 +44,8 @@ func (e *Engine) Resolve(ctx context.Context, id string, verifiedOnly bool) (str
 // FetchLocked makes snapshot id local: when BACKUP_DIR/<id> is missing it
 // downloads the files and the manifest from the store into <id>.partial,
 // checks each file's SHA-256 against the manifest, renames it into place and
-// adds it to the catalog. The caller holds the lock.
+// adds it to the catalog. When signing, manifest.sig must verify before any
+// part is read (see signing). The caller holds the lock.
 func (e *Engine) FetchLocked(ctx context.Context, id string) (manifest.Manifest, error) {
 	cat, err := e.reconcile()
 	if err != nil {
@@ -64,21 +59,10 @@ func (e *Engine) FetchLocked(ctx context.Context, id string) (manifest.Manifest,
 	if e.Store == nil {
 		return manifest.Manifest{}, fmt.Errorf("snapshot %s is not in %s and no store is configured", id, e.Dir)
 	}
-	rc, _, err := e.Store.Get(ctx, e.key(id, manifest.ManifestFile))
+	// the signature is checked before any part is downloaded
+	m, data, sig, err := e.remoteManifest(ctx, id)
 	if err != nil {
-		return manifest.Manifest{}, fmt.Errorf("snapshot %s: not local, and its manifest in %s: %w", id, e.Store, err)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-	rc.Close()
-	if err != nil {
-		return manifest.Manifest{}, fmt.Errorf("download manifest of %s: %w", id, err)
-	}
-	m, err := manifest.Decode(data)
-	if err != nil {
-		return manifest.Manifest{}, fmt.Errorf("manifest of %s in the store: %w", id, err)
-	}
-	if m.ID != id || m.Host != e.Host {
-		return manifest.Manifest{}, fmt.Errorf("manifest in the store says id %s host %s, want %s on %s", m.ID, m.Host, id, e.Host)
+		return m, err
 	}
 	partial := filepath.Join(e.Dir, id+".partial")
 	os.RemoveAll(partial)
@@ -108,6 +92,9 @@ func (e *Engine) FetchLocked(ctx context.Context, id string) (manifest.Manifest,
 		}
 	}
 	if err := atomicfile.Write(filepath.Join(partial, manifest.ManifestFile), data, 0o600); err != nil {
+		return m, err
+	}
+	if err := writeSig(partial, sig); err != nil {
 		return m, err
 	}
 	if err := os.Rename(partial, filepath.Join(e.Dir, id)); err != nil {

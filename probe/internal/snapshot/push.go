@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -15,9 +14,10 @@ import (
 // Push uploads snapshots that are not yet off-site (or only id, when set)
 // from their local files: the dump and the archive first, each checked
 // against the manifest's SHA-256 as the store computed it, then
-// manifest.json last. Objects already in the store with the right size are
-// uploaded again (a partial earlier attempt cannot be told from a whole
-// one without the manifest); nothing in the store is deleted.
+// manifest.json last. Every object is written once (If-None-Match): one
+// already in the store with the same SHA-256 (an earlier partial push)
+// counts as uploaded, one with other contents fails the push; nothing in
+// the store is replaced or deleted.
 func (e *Engine) Push(ctx context.Context, id string) ([]string, error) {
 	if e.Store == nil {
 		return nil, errors.New("no store configured (store.s3 or store.dir)")
@@ -96,7 +96,7 @@ func (e *Engine) putFile(ctx context.Context, dir, id, name, sha string, size in
 	}
 	defer f.Close()
 	key := e.key(id, name)
-	obj, err := e.Store.Put(ctx, key, f, store.PutOptions{Size: size, ContentType: "application/zstd"})
+	obj, err := e.putOnce(ctx, key, f, store.PutOptions{Size: size, ContentType: "application/zstd"}, sha)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", key, err)
 	}
@@ -131,14 +131,9 @@ func (e *Engine) ListRemote(ctx context.Context) ([]manifest.Manifest, error) {
 		if filepath.Base(o.Key) != manifest.ManifestFile {
 			continue
 		}
-		rc, _, err := e.Store.Get(ctx, o.Key)
+		data, err := e.getSmall(ctx, o.Key)
 		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", o.Key, err)
-		}
-		data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", o.Key, err)
+			return nil, err
 		}
 		m, err := manifest.Decode(data)
 		if err != nil {

@@ -41,6 +41,7 @@ func FromConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Eng
 	e := &Engine{
 		Dir: b.Dir, Host: cfg.Host, DSN: b.Database.DSN.Reveal(), DataDir: b.DataDir, AppDir: b.App.Dir,
 		Retention: Retention{Count: b.Retention.Count, Days: b.Retention.Days}, RollbackLog: cfg.Rollback.Log, Log: log,
+		SigningKeyFile: b.SigningKeyFile, TrustedKeys: b.TrustedKeys(),
 	}
 	var docker *client.Client
 	dockerClient := func() (*client.Client, error) {

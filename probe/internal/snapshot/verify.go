@@ -102,6 +102,9 @@ func (e *Engine) verifyOne(ctx context.Context, cat *manifest.Catalog, id string
 	default:
 		res.Files = append(res.Files, FileCheck{File: manifest.ManifestFile, OK: true})
 	}
+	if e.signing() {
+		res.Files = append(res.Files, e.checkLocalSig(dir))
+	}
 	if m.DB != nil {
 		res.Files = append(res.Files, e.verifyDump(ctx, dir, m))
 	}
@@ -121,7 +124,7 @@ func (e *Engine) verifyOne(ctx context.Context, cat *manifest.Catalog, id string
 	}
 	m.Status = manifest.StatusVerified
 	m.VerifiedAt = e.now().UTC()
-	if err := writeManifest(dir, m); err != nil {
+	if err := e.writeManifest(dir, m); err != nil {
 		return res, err
 	}
 	if err := cat.Upsert(m); err != nil {
