@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -110,23 +111,13 @@ func (m *metrics) observe(r check.Result, consecutive int) {
 func (m *metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	m.mu.Lock()
 	var b strings.Builder
-	names := make([]string, 0, len(m.families))
-	for n := range m.families {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(m.families)) {
 		f := m.families[n]
 		if len(f.series) == 0 {
 			continue
 		}
 		b.WriteString("# HELP " + n + " " + f.help + "\n# TYPE " + n + " " + f.kind + "\n")
-		keys := make([]string, 0, len(f.series))
-		for k := range f.series {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(f.series)) {
 			b.WriteString(n)
 			if k != "" {
 				b.WriteString("{" + k + "}")
