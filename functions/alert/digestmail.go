@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"html/template"
 	"maps"
 	"slices"
 	"strings"
@@ -107,25 +105,23 @@ func (v digestView) text() string {
 	return b.String()
 }
 
-var digestPage = template.Must(template.New("digest").Parse(`<!DOCTYPE html>
-<html lang="{{.Lang}}">
-<head><meta charset="utf-8"><title>{{.Subject}}</title></head>
-<body style="font-family: sans-serif; color: #222;">
-<h2 style="color: #b00020;">{{.Title}}</h2>
-<p>{{.Intro}}</p>
-<table style="border-collapse: collapse;">
-{{range .Rows}}<tr><td style="padding: 2px 12px 2px 0; vertical-align: top; white-space: nowrap;">{{.At}}</td><td style="padding: 2px 0;"><b>{{.Subject}}</b>{{if .Detail}}<br><span style="color: #555; white-space: pre-wrap;">{{.Detail}}</span>{{end}}</td></tr>
-{{end}}</table>
-<p style="color: #999; font-size: small;">backstop</p>
-</body>
-</html>
-`))
-
 func (v digestView) html() string {
-	var b bytes.Buffer
-	if err := digestPage.Execute(&b, v); err != nil {
-		// The template and the view are fixed; an error here is a bug.
-		panic(fmt.Sprintf("render digest html: %v", err))
+	e := mail.EscapeHTML
+	var b strings.Builder
+	b.WriteString("<!DOCTYPE html>\n<html lang=\"" + e(v.Lang) + "\">\n")
+	b.WriteString("<head><meta charset=\"utf-8\"><title>" + e(v.Subject) + "</title></head>\n")
+	b.WriteString("<body style=\"font-family: sans-serif; color: #222;\">\n")
+	b.WriteString("<h2 style=\"color: #b00020;\">" + e(v.Title) + "</h2>\n")
+	b.WriteString("<p>" + e(v.Intro) + "</p>\n")
+	b.WriteString("<table style=\"border-collapse: collapse;\">\n")
+	for _, r := range v.Rows {
+		b.WriteString("<tr><td style=\"padding: 2px 12px 2px 0; vertical-align: top; white-space: nowrap;\">" + e(r.At) +
+			"</td><td style=\"padding: 2px 0;\"><b>" + e(r.Subject) + "</b>")
+		if r.Detail != "" {
+			b.WriteString("<br><span style=\"color: #555; white-space: pre-wrap;\">" + e(r.Detail) + "</span>")
+		}
+		b.WriteString("</td></tr>\n")
 	}
+	b.WriteString("</table>\n<p style=\"color: #999; font-size: small;\">backstop</p>\n</body>\n</html>\n")
 	return b.String()
 }

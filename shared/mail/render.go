@@ -1,9 +1,7 @@
 package mail
 
 import (
-	"bytes"
 	"fmt"
-	"html/template"
 	"strings"
 	"time"
 
@@ -178,27 +176,26 @@ func displayWidth(s string) int {
 	return n
 }
 
-var page = template.Must(template.New("mail").Parse(`<!DOCTYPE html>
-<html lang="{{.Lang}}">
-<head><meta charset="utf-8"><title>{{.Subject}}</title></head>
-<body style="font-family: sans-serif; color: #222;">
-<h2 style="color: {{.Color}};">{{.Title}}</h2>
-{{if .Intro}}<p>{{.Intro}}</p>
-{{end}}<table style="border-collapse: collapse;">
-{{range .Rows}}<tr><th style="text-align: left; padding: 2px 12px 2px 0; vertical-align: top;">{{.Label}}</th><td style="padding: 2px 0; white-space: pre-wrap;">{{.Value}}</td></tr>
-{{end}}</table>
-{{if .Footer}}<p style="color: #666;">{{.Footer}}</p>
-{{end}}<p style="color: #999; font-size: small;">backstop</p>
-</body>
-</html>
-`))
-
 func (v view) html() string {
-	var b bytes.Buffer
-	if err := page.Execute(&b, v); err != nil {
-		// The template and the view are fixed; an error here is a bug.
-		panic(fmt.Sprintf("render mail html: %v", err))
+	e := EscapeHTML
+	var b strings.Builder
+	b.WriteString("<!DOCTYPE html>\n<html lang=\"" + e(v.Lang) + "\">\n")
+	b.WriteString("<head><meta charset=\"utf-8\"><title>" + e(v.Subject) + "</title></head>\n")
+	b.WriteString("<body style=\"font-family: sans-serif; color: #222;\">\n")
+	b.WriteString("<h2 style=\"color: " + e(v.Color) + ";\">" + e(v.Title) + "</h2>\n")
+	if v.Intro != "" {
+		b.WriteString("<p>" + e(v.Intro) + "</p>\n")
 	}
+	b.WriteString("<table style=\"border-collapse: collapse;\">\n")
+	for _, r := range v.Rows {
+		b.WriteString("<tr><th style=\"text-align: left; padding: 2px 12px 2px 0; vertical-align: top;\">" + e(r.Label) +
+			"</th><td style=\"padding: 2px 0; white-space: pre-wrap;\">" + e(r.Value) + "</td></tr>\n")
+	}
+	b.WriteString("</table>\n")
+	if v.Footer != "" {
+		b.WriteString("<p style=\"color: #666;\">" + e(v.Footer) + "</p>\n")
+	}
+	b.WriteString("<p style=\"color: #999; font-size: small;\">backstop</p>\n</body>\n</html>\n")
 	return b.String()
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"backstop/probe/internal/check"
 	"backstop/probe/internal/cmdpoll"
@@ -337,14 +336,14 @@ func (d *Daemon) deliver(ctx context.Context) {
 	defer d.deliverMu.Unlock()
 	rep, err := d.box.Deliver(ctx, d.sender, time.Now())
 	if err != nil {
-		d.metrics.deliveryErr.Inc()
+		d.metrics.add(mDeliveryErr, 1)
 		d.log.Warn("alert delivery failed; events stay queued and are retried", "err", err)
 	}
 	if rep.Sent > 0 {
 		d.log.Info("alerts delivered", "sent", rep.Sent, "via", d.cfg.Alerts.Via)
 	}
 	if p, err := d.box.Pending(); err == nil {
-		d.metrics.pending.Set(float64(len(p)))
+		d.metrics.set(mPending, float64(len(p)))
 	}
 }
 
@@ -489,12 +488,12 @@ func (d *Daemon) writeHeartbeat() {
 			d.log.Warn("heartbeat to store", "store", d.store.String(), "err", err)
 		}
 	}
-	d.metrics.heartbeat.Set(float64(hb.At.UnixMilli()) / 1000)
+	d.metrics.set(mHeartbeat, float64(hb.At.UnixMilli())/1000)
 }
 
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", d.metrics)
 	mux.HandleFunc("GET /healthz", d.healthz)
 	return mux
 }
