@@ -63,7 +63,7 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	if len(acc) != 1 {
 		t.Fatalf("%d mails, want 1", len(acc))
 	}
-	if m := acc[0]; m.Subject != "[DOWN] web-health-e2e — HTTP 502" || m.From != testFrom ||
+	if m := acc[0]; m.Subject != "[DOWN] psyfit-prod web-health-e2e — HTTP 502" || m.From != testFrom ||
 		strings.Join(m.To, ",") != testTo+",oncall@example.jp" || !strings.Contains(m.HTML, "<h2") {
 		t.Errorf("mail %+v, want the [DOWN] mail with HTML to both recipients", m)
 	}
@@ -91,7 +91,7 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	if _, fnErr := bad.Invoke(t, note); fnErr == nil || !bad.LogsContain("STATE_BUCKET: required", 5*time.Second) {
 		t.Errorf("without STATE_BUCKET: %v, logs %q; want a failed start naming it", fnErr, bad.Logs())
 	}
-	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] web-health-e2e — HTTP 502", "[DOWN] web-health-e2e-eventbridge — HTTP 502"}) {
+	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] psyfit-prod web-health-e2e — HTTP 502", "[DOWN] psyfit-prod web-health-e2e-eventbridge — HTTP 502"}) {
 		t.Errorf("mails in the end %q, want one per event", got)
 	}
 }

@@ -43,7 +43,7 @@ func TestDownEventMailedOnce(t *testing.T) {
 	}
 	want := mail.Render(ev)
 	m := got[0]
-	if m.Subject != "[DOWN] web-health — HTTP 502" || m.Subject != want.Subject {
+	if m.Subject != "[DOWN] psyfit-prod web-health — HTTP 502" || m.Subject != want.Subject {
 		t.Errorf("subject %q, want %q", m.Subject, want.Subject)
 	}
 	if m.Text != want.Text || m.HTML != want.HTML {
@@ -93,7 +93,7 @@ func TestDirectInvocationLocales(t *testing.T) {
 		wantHTML     []string
 	}{
 		{"en", "en", []string{`<html lang="en">`, "DOWN: web-health-en on psyfit-prod", "What failed"}},
-		{"ja", "ja", []string{`<html lang="ja">`, "【障害】web-health-ja（psyfit-prod）で障害が発生しました", "障害内容"}},
+		{"ja", "ja", []string{`<html lang="ja">`, "【障害】web-health-ja（psyfit-prod）のチェックが失敗しています", "障害内容"}},
 		{"no locale is en", "", []string{`<html lang="en">`, "The check is failing."}},
 	}
 	for i, c := range cases {
@@ -114,7 +114,7 @@ func TestDirectInvocationLocales(t *testing.T) {
 					t.Errorf("HTML lacks %q:\n%s", w, m.HTML)
 				}
 			}
-			if !strings.HasPrefix(m.Subject, "[DOWN] "+ev.Check) {
+			if !strings.HasPrefix(m.Subject, "[DOWN] "+ev.Host+" "+ev.Check) {
 				t.Errorf("subject %q keeps no English tag", m.Subject)
 			}
 			ev.Locale = map[string]string{"ja": "ja"}[c.locale]
@@ -271,7 +271,7 @@ func TestCloudWatchAlarmOverSNS(t *testing.T) {
 		t.Fatalf("%d mails, want 1", len(acc))
 	}
 	m := acc[0]
-	if want := "[DOWN] backstop-alert-errors — The alert function failed (OK → ALARM)"; m.Subject != want {
+	if want := "[DOWN] aws:ap-northeast-1 backstop-alert-errors — The alert function failed (OK → ALARM)"; m.Subject != want {
 		t.Errorf("subject %q, want %q", m.Subject, want)
 	}
 	for _, w := range []string{"Threshold Crossed: 1 out of the last 1 datapoints", "AWS/Lambda/Errors {FunctionName=backstop-alert}", "aws:ap-northeast-1", "Source:         cloudwatch"} {
@@ -338,7 +338,7 @@ func TestRecordsThatAreNotMailed(t *testing.T) {
 			}
 		})
 	}
-	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] web-health-deleted — HTTP 502", "[DOWN] web-health-good — HTTP 502"}) {
+	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] psyfit-prod web-health-deleted — HTTP 502", "[DOWN] psyfit-prod web-health-good — HTTP 502"}) {
 		t.Errorf("mails %q, want the deleted-after-notification one and the good one, once each", got)
 	}
 }
@@ -474,7 +474,7 @@ func TestEventBridgeObjectCreated(t *testing.T) {
 			}
 		})
 	}
-	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] web-health-eventbridge — HTTP 502", "[DOWN] web-health-eventbridge-encoded — HTTP 502"}) {
+	if got := r.subjects(); !slices.Equal(got, []string{"[DOWN] psyfit-prod web-health-eventbridge — HTTP 502", "[DOWN] psyfit-prod web-health-eventbridge-encoded — HTTP 502"}) {
 		t.Errorf("mails %q", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"backstop/shared/clip"
 	"backstop/shared/manifest"
 )
 
@@ -243,7 +244,7 @@ func Verify(c Command, key []byte, host string, now time.Time) error {
 	}
 	sig, err := hex.DecodeString(c.Signature)
 	if err != nil || len(sig) != sha256.Size || strings.ToLower(c.Signature) != c.Signature {
-		return fmt.Errorf("%w: signature %q is not 64 lowercase hex digits", ErrForged, clip(c.Signature, 80))
+		return fmt.Errorf("%w: signature %q is not 64 lowercase hex digits", ErrForged, clip.End(c.Signature, 80))
 	}
 	if !hmac.Equal(sig, mac(c, key)) {
 		return ErrForged
@@ -283,7 +284,7 @@ func checkParts(parts []string) error {
 	seen := map[string]bool{}
 	for _, p := range parts {
 		if p != PartDB && p != PartData && p != PartCode {
-			return fmt.Errorf("%w: parts: unknown part %q (want db, data, code)", ErrMalformed, clip(p, 40))
+			return fmt.Errorf("%w: parts: unknown part %q (want db, data, code)", ErrMalformed, clip.End(p, 40))
 		}
 		if seen[p] {
 			return fmt.Errorf("%w: parts: %q given twice", ErrMalformed, p)
@@ -291,13 +292,6 @@ func checkParts(parts []string) error {
 		seen[p] = true
 	}
 	return nil
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 const idTimeLayout = "20060102T150405Z"
@@ -321,7 +315,7 @@ func NewID(now time.Time, r io.Reader) string {
 // ErrMalformed).
 func ParseID(id string) error {
 	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w: command id %q: want YYYYMMDDTHHMMSSZ-<8 lowercase hex>", ErrMalformed, clip(id, 80))
+		return fmt.Errorf("%w: command id %q: want YYYYMMDDTHHMMSSZ-<8 lowercase hex>", ErrMalformed, clip.End(id, 80))
 	}
 	if _, err := time.Parse(idTimeLayout, id[:len(idTimeLayout)]); err != nil {
 		return fmt.Errorf("%w: command id %q: %v", ErrMalformed, id, err)

@@ -323,3 +323,16 @@ func TestLoadKey(t *testing.T) {
 		t.Errorf("missing key file: %v", err)
 	}
 }
+
+// A long malformed id is shortened in the error without cutting a
+// character: no \x escapes of half a rune in the message.
+func TestParseIDLongJapanese(t *testing.T) {
+	err := ParseID(strings.Repeat("日", 40))
+	if err == nil {
+		t.Fatal("ParseID accepted a malformed id")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, `\x`) || !strings.Contains(msg, "日日…") {
+		t.Errorf("message %q: want the id cut on a character boundary with …", msg)
+	}
+}

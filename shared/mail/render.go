@@ -35,7 +35,7 @@ func Render(ev alert.Event) Message {
 		return t.In(loc).Format("2006-01-02 15:04:05 -07:00")
 	}
 	open := ev.At.Sub(ev.Since)
-	down := time.Duration(ev.DowntimeSeconds) * time.Second
+	down := downtime(ev)
 	add := func(label, value string) {
 		if value != "" {
 			v.Rows = append(v.Rows, row{label, value})
@@ -49,7 +49,7 @@ func Render(ev alert.Event) Message {
 		v.Intro, v.Footer = w.reminderIntro, w.downFooter
 		add(w.failed, ev.Summary)
 		add(w.detail, ev.Detail)
-		add(w.value, ev.Value)
+		add(w.value, w.quantity(ev.Value))
 		add(w.since, at(ev.Since))
 		add(w.lasting, w.dur(open))
 		add(w.checkedAt, at(ev.At))
@@ -58,7 +58,7 @@ func Render(ev alert.Event) Message {
 		v.Intro, v.Footer = w.downIntro, w.downFooter
 		add(w.failed, ev.Summary)
 		add(w.detail, ev.Detail)
-		add(w.value, ev.Value)
+		add(w.value, w.quantity(ev.Value))
 		add(w.since, at(ev.Since))
 		add(w.detected, at(ev.At))
 	case ev.State == alert.Up && ev.Kind == alert.KindWarnCleared:
@@ -66,7 +66,7 @@ func Render(ev alert.Event) Message {
 		v.Intro = w.clearedIntro
 		add(w.warning, ev.Cause)
 		add(w.now, ev.Summary)
-		add(w.value, ev.Value)
+		add(w.value, w.quantity(ev.Value))
 		add(w.warnSince, at(ev.Since))
 		add(w.clearedAt, at(ev.At))
 	case ev.State == alert.Up:
@@ -74,7 +74,7 @@ func Render(ev alert.Event) Message {
 		v.Intro = fmt.Sprintf(w.upIntro, w.dur(down))
 		add(w.failed, ev.Cause)
 		add(w.now, ev.Summary)
-		add(w.value, ev.Value)
+		add(w.value, w.quantity(ev.Value))
 		add(w.since, at(ev.Since))
 		add(w.recovered, at(ev.At))
 		add(w.downtime, w.dur(down))
@@ -83,14 +83,14 @@ func Render(ev alert.Event) Message {
 		v.Intro, v.Footer = w.warnIntro, w.warnFooter
 		add(w.warning, ev.Summary)
 		add(w.detail, ev.Detail)
-		add(w.value, ev.Value)
+		add(w.value, w.quantity(ev.Value))
 		add(w.warnSince, at(ev.Since))
 		add(w.detected, at(ev.At))
 	default: // info and anything newer
 		v.Title, v.Color = fmt.Sprintf(w.infoTitle, ev.Check, ev.Host), colorInfo
 		add(w.summary, ev.Summary)
 		add(w.detail, ev.Detail)
-		add(w.value, ev.Value)
+		add(w.value, w.quantity(ev.Value))
 		add(w.at, at(ev.At))
 	}
 	add(w.incident, ev.IncidentID)
@@ -98,11 +98,12 @@ func Render(ev alert.Event) Message {
 	return Message{Subject: v.Subject, Text: v.text(), HTML: v.html()}
 }
 
-// subject builds the English-tagged subject line, e.g.
-// "[DOWN] web-health — HTTP 502".
+// subject builds the English-tagged subject line naming the host, e.g.
+// "[DOWN] psyfit-prod web-health — HTTP 502".
 func subject(ev alert.Event) string {
+	name := strings.TrimSpace(ev.Host + " " + ev.Check)
 	about := func(tag string) string {
-		s := tag + " " + ev.Check
+		s := tag + " " + name
 		if ev.Summary != "" {
 			s += " — " + ev.Summary
 		}
@@ -116,7 +117,7 @@ func subject(ev alert.Event) string {
 	case ev.State == alert.Up && ev.Kind == alert.KindWarnCleared:
 		return about("[WARN CLEARED]")
 	case ev.State == alert.Up:
-		return "[RECOVERED] " + ev.Check + " after " + words[en].dur(time.Duration(ev.DowntimeSeconds)*time.Second)
+		return "[RECOVERED] " + name + " after " + words[en].dur(downtime(ev))
 	case ev.State == alert.Warn:
 		return about("[WARN]")
 	case ev.State == alert.Info:
@@ -124,6 +125,17 @@ func subject(ev alert.Event) string {
 	default:
 		return about("[" + strings.ToUpper(string(ev.State)) + "]")
 	}
+}
+
+// downtime is what a recovery mail shows as the outage's length: the
+// recovered-at time minus the down-since time, both as printed (to the
+// second), so the figures in one mail agree. Without a Since the sender's
+// DowntimeSeconds stands.
+func downtime(ev alert.Event) time.Duration {
+	if ev.Since.IsZero() || ev.At.IsZero() {
+		return time.Duration(ev.DowntimeSeconds) * time.Second
+	}
+	return ev.At.Truncate(time.Second).Sub(ev.Since.Truncate(time.Second))
 }
 
 const (
@@ -242,21 +254,31 @@ var words = [...]vocabulary{
 		now: "現在の状態", recovered: "復旧時刻", downtime: "停止時間", warning: "警告内容",
 		warnSince: "警告開始", clearedAt: "解除時刻", summary: "概要", at: "時刻",
 		incident: "インシデントID", source: "送信元",
-		downTitle:     "【障害】%s（%s）で障害が発生しました",
+		downTitle:     "【障害】%s（%s）のチェックが失敗しています",
 		downIntro:     "チェックが連続して失敗しています。",
 		downFooter:    "障害が続く間は定期的にお知らせし、復旧したときにメールでご連絡します。",
 		reminderTitle: "【障害継続】%s（%s）は復旧していません（%s経過）",
 		reminderIntro: "チェックは引き続き失敗しています。",
-		upTitle:       "【復旧】%s（%s）が復旧しました",
+		upTitle:       "【復旧】%s（%s）は正常に戻りました",
 		upIntro:       "チェックが正常に戻りました。停止時間は%sでした。",
-		warnTitle:     "【警告】%s（%s）に警告があります",
+		warnTitle:     "【警告】%s（%s）は対応が必要です",
 		warnIntro:     "障害ではありませんが、障害になる前に対応してください。",
 		warnFooter:    "警告が解消したときにメールでお知らせします。",
-		clearedTitle:  "【警告解除】%s（%s）の警告が解消しました",
-		clearedIntro:  "警告は解消しました。",
+		clearedTitle:  "【警告解除】%s（%s）は正常な状態に戻りました",
+		clearedIntro:  "警告の原因はなくなりました。",
 		infoTitle:     "【お知らせ】%s（%s）",
 		day:           "日", hour: "時間", minute: "分", second: "秒",
 	},
+}
+
+// quantity writes an observed value in the mail's language: a count with
+// a d/h/m/s unit ("9d") becomes "9日" in Japanese; others stay as they are.
+func (w vocabulary) quantity(v string) string {
+	num := strings.TrimRight(v, "dhms")
+	if len(v)-len(num) != 1 || num == "" || strings.Trim(num, "0123456789.") != "" {
+		return v
+	}
+	return num + map[byte]string{'d': w.day, 'h': w.hour, 'm': w.minute, 's': w.second}[v[len(v)-1]]
 }
 
 // dur writes a duration in at most two units, rounded down to the minute

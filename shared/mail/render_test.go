@@ -85,12 +85,12 @@ func TestRenderSubjects(t *testing.T) {
 	cases := []struct {
 		name, want string
 	}{
-		{"down", "[DOWN] web-health — HTTP 502"},
-		{"reminder", "[STILL DOWN] web-health — HTTP 502 (since 1h)"},
-		{"up", "[RECOVERED] web-health after 12m"},
-		{"warn", "[WARN] tls — 9 days left"},
-		{"warn-cleared", "[WARN CLEARED] tls — 89 days left"},
-		{"info", "[INFO] backup — snapshot 20250301T170000Z-a1b2c3 complete"},
+		{"down", "[DOWN] psyfit-prod web-health — HTTP 502"},
+		{"reminder", "[STILL DOWN] psyfit-prod web-health — HTTP 502 (since 1h)"},
+		{"up", "[RECOVERED] psyfit-prod web-health after 17m"},
+		{"warn", "[WARN] psyfit-prod tls — 9 days left"},
+		{"warn-cleared", "[WARN CLEARED] psyfit-prod tls — 89 days left"},
+		{"info", "[INFO] psyfit-prod backup — snapshot 20250301T170000Z-a1b2c3 complete"},
 	}
 	for _, c := range cases {
 		for _, loc := range []string{"en", "ja"} {
@@ -114,8 +114,8 @@ func TestRenderBodies(t *testing.T) {
 		{"down", "en", []string{"DOWN: web-health on psyfit-prod", "What failed:", "HTTP 502", "Down since:     2025-03-01 09:10:00 +09:00", "Observed value: 502", "20250301T001000Z-3fa2c1"}},
 		{"down", "ja", []string{"【障害】web-health（psyfit-prod）", "障害内容", "発生時刻", "2025-03-01 09:10:00 +09:00", "観測値"}},
 		{"reminder", "ja", []string{"【障害継続】", "1時間経過"}},
-		{"up", "en", []string{"after 12m of downtime", "Downtime:       12m", "What failed:    HTTP 502", "Now:            HTTP 200"}},
-		{"up", "ja", []string{"【復旧】", "停止時間は12分でした", "停止時間"}},
+		{"up", "en", []string{"after 17m of downtime", "Downtime:       17m", "What failed:    HTTP 502", "Now:            HTTP 200"}},
+		{"up", "ja", []string{"【復旧】", "停止時間は17分でした", "停止時間"}},
 		{"warn", "ja", []string{"【警告】tls", "障害ではありません"}},
 		{"warn-cleared", "en", []string{"WARNING CLEARED: tls on psyfit-prod", "Warning:        9 days left"}},
 		{"info", "ja", []string{"【お知らせ】backup（psyfit-prod）"}},
@@ -174,5 +174,53 @@ func TestDuration(t *testing.T) {
 				t.Errorf("ja %v: %q, want %q", c.d, got, c.ja)
 			}
 		})
+	}
+}
+
+// The downtime a recovery mail states is recovered-at minus down-since as
+// the same mail prints them, whatever DowntimeSeconds the sender computed.
+func TestRenderDowntimeAgrees(t *testing.T) {
+	ev := events()["up"]
+	ev.Since = time.Date(2025, 3, 1, 9, 10, 0, 900e6, jst)
+	ev.At = time.Date(2025, 3, 1, 10, 15, 30, 100e6, jst)
+	ev.DowntimeSeconds = 60
+	for _, c := range []struct{ loc, since, at, down string }{
+		{"en", "Down since:     2025-03-01 09:10:00 +09:00", "Recovered at:   2025-03-01 10:15:30 +09:00", "Downtime:       1h5m"},
+		{"ja", "2025-03-01 09:10:00 +09:00", "2025-03-01 10:15:30 +09:00", "停止時間は1時間5分でした"},
+	} {
+		ev.Locale = c.loc
+		m := Render(ev)
+		for _, want := range []string{c.since, c.at, c.down} {
+			if !strings.Contains(m.Text, want) {
+				t.Errorf("%s body lacks %q:\n%s", c.loc, want, m.Text)
+			}
+		}
+		if want := "after 1h5m"; !strings.Contains(m.Subject, want) {
+			t.Errorf("subject %q lacks %q", m.Subject, want)
+		}
+	}
+}
+
+// A Japanese title does not repeat the word of its 【tag】, and units read
+// as Japanese.
+func TestRenderJapaneseWording(t *testing.T) {
+	for name, ev := range events() {
+		ev.Locale = "ja"
+		m := Render(ev)
+		title, _, _ := strings.Cut(m.Text, "\n")
+		tag, rest, ok := strings.Cut(strings.TrimPrefix(title, "【"), "】")
+		if !ok {
+			t.Fatalf("%s: title %q has no 【tag】", name, title)
+		}
+		for _, word := range []string{"障害", "復旧", "警告", "解除"} {
+			if strings.Contains(tag, word) && strings.Contains(rest, word) {
+				t.Errorf("%s: title %q repeats %q", name, title, word)
+			}
+		}
+	}
+	ev := events()["warn"]
+	ev.Locale = "ja"
+	if text := Render(ev).Text; !strings.Contains(text, "観測値") || !strings.Contains(text, " 9日\n") {
+		t.Errorf("warn value not in Japanese units:\n%s", text)
 	}
 }

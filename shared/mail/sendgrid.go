@@ -14,6 +14,8 @@ import (
 	"github.com/sendgrid/rest"
 	"github.com/sendgrid/sendgrid-go"
 	sgmail "github.com/sendgrid/sendgrid-go/helpers/mail"
+
+	"backstop/shared/clip"
 )
 
 // ErrPermanent marks a delivery that will not succeed by retrying the same
@@ -193,9 +195,7 @@ func errorMessage(body string) string {
 		return strings.Join(msgs, "; ")
 	}
 	body = strings.TrimSpace(body)
-	if len(body) > 200 {
-		body = body[:200] + "..."
-	}
+	body = clip.End(body, 200)
 	if body == "" {
 		return "(empty reply)"
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"backstop/probe/internal/config"
+	"backstop/shared/clip"
 )
 
 func init() { register("container", newContainer) }
@@ -317,7 +318,7 @@ func judge(in container.InspectResponse, prev int, had bool, now time.Time) Resu
 			msg += " " + ago(now.Sub(t))
 		}
 		if st.Error != "" {
-			msg += ": " + oneLine(st.Error, 200)
+			msg += ": " + clip.Line(st.Error, 200)
 		}
 		raise(Critical, msg)
 	case container.StateRestarting:
@@ -366,16 +367,7 @@ func lastHealthOutput(h *container.Health) string {
 	if len(h.Log) == 0 || h.Log[len(h.Log)-1] == nil {
 		return ""
 	}
-	return oneLine(h.Log[len(h.Log)-1].Output, 200)
-}
-
-// oneLine collapses whitespace (newlines included) and cuts s to max bytes.
-func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = strings.ToValidUTF8(s[:max], "") + "..."
-	}
-	return s
+	return clip.Line(h.Log[len(h.Log)-1].Output, 200)
 }
 
 func times(n int, unit string) string {

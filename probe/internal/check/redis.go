@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"backstop/probe/internal/config"
+	"backstop/shared/clip"
 )
 
 func init() { register("redis", newRedis) }
@@ -141,13 +142,13 @@ func redisCommand(conn net.Conn, rd *bufio.Reader, args ...string) error {
 			want = "PONG"
 		}
 		if line[1:] != want {
-			return fmt.Errorf("unexpected reply %q (want +%s)", redisShort(line, 80), want)
+			return fmt.Errorf("unexpected reply %q (want +%s)", clip.End(line, 80), want)
 		}
 		return nil
 	case strings.HasPrefix(line, "-"):
 		return errRedisReply(line[1:])
 	default:
-		return fmt.Errorf("not a Redis reply: %q", redisShort(line, 80))
+		return fmt.Errorf("not a Redis reply: %q", clip.End(line, 80))
 	}
 }
 
@@ -168,13 +169,6 @@ func redisReadLine(rd *bufio.Reader, max int) (string, error) {
 		}
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
-func redisShort(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // redisCause is one clean line for a network failure: connection refused,

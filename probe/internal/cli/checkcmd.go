@@ -11,6 +11,7 @@ import (
 
 	"backstop/probe/internal/check"
 	"backstop/probe/internal/config"
+	"backstop/shared/clip"
 )
 
 func (a *app) check(ctx context.Context, args []string) int {
@@ -100,7 +101,7 @@ func writeTable(w io.Writer, results []check.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATUS\tVALUE\tLATENCY\tMESSAGE")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, strings.ToUpper(r.Status.String()), r.Value, fmtLatency(r.Latency), oneLine(r.Message))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, strings.ToUpper(r.Status.String()), r.Value, fmtLatency(r.Latency), clip.Line(r.Message, 160))
 	}
 	tw.Flush()
 }
@@ -112,12 +113,4 @@ func fmtLatency(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	}
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 160 {
-		s = s[:157] + "..."
-	}
-	return s
 }

@@ -70,7 +70,7 @@ rollback: {log: %s/rollback.log}
 			}
 		}
 	}
-	if len(subjects) != 1 || !strings.Contains(subjects[0], "[WARN] backup") {
+	if len(subjects) != 1 || !strings.Contains(subjects[0], "[WARN] test-host backup") {
 		t.Fatalf("mails after a failed backup: %v", subjects)
 	}
 }

@@ -278,7 +278,7 @@ func (d *Daemon) round(ctx context.Context, group []check.Entry) {
 		d.latest[r.Name] = r
 		d.metrics.observe(r, d.fails[r.Name])
 		d.logResult(r)
-		events = append(events, d.tracker.Observe(d.policy, observation(r))...)
+		events = append(events, d.tracker.Observe(d.policy, observation(r, d.loc()))...)
 	}
 	for _, ev := range events {
 		if err := d.box.Enqueue(ev); err != nil {
@@ -312,8 +312,9 @@ func (d *Daemon) logResult(r check.Result) {
 }
 
 // observation maps a check result onto the alert state machine's levels:
-// critical and unknown are outages, warn is a warning.
-func observation(r check.Result) alert.Observation {
+// critical and unknown are outages, warn is a warning. Its time is in loc
+// (the configured time zone), which every mail and event then shows.
+func observation(r check.Result, loc *time.Location) alert.Observation {
 	lvl := alert.LevelDown
 	switch r.Status {
 	case check.OK:
@@ -325,7 +326,7 @@ func observation(r check.Result) alert.Observation {
 	if r.Status != check.OK && r.Message != "" {
 		summary = r.Message
 	}
-	return alert.Observation{Check: r.Name, Level: lvl, Summary: summary, Detail: r.Message, Value: r.Value, At: r.At}
+	return alert.Observation{Check: r.Name, Level: lvl, Summary: summary, Detail: r.Message, Value: r.Value, At: r.At.In(loc)}
 }
 
 // deliver sends what is due from the outbox; failures stay queued.
@@ -441,10 +442,19 @@ func (d *Daemon) pollCommands(ctx context.Context) {
 	}
 }
 
+// loc is the configured time zone (validated with the config); UTC if it
+// cannot be loaded.
+func (d *Daemon) loc() *time.Location {
+	if loc, err := time.LoadLocation(d.cfg.Timezone); err == nil {
+		return loc
+	}
+	return time.UTC
+}
+
 // raise queues an event that is not a check's (backups, uploads).
 func (d *Daemon) raise(ev alert.Event) {
 	if ev.Source == "" {
-		ev.Source, ev.Host, ev.At = "probe", d.cfg.Host, time.Now().UTC()
+		ev.Source, ev.Host, ev.At = "probe", d.cfg.Host, time.Now().In(d.loc())
 	}
 	if ev.Locale == "" {
 		ev.Locale = d.cfg.Alerts.Locale

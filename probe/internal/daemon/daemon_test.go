@@ -175,7 +175,7 @@ func TestOutageAlertsOnceAndRecovers(t *testing.T) {
 	}
 
 	a.healthy.Store(false)
-	waitFor(t, "a [DOWN] mail", 15*time.Second, func() bool { return count(f.mails(t), "[DOWN] web") == 1 })
+	waitFor(t, "a [DOWN] mail", 15*time.Second, func() bool { return count(f.mails(t), "[DOWN] test-host web") == 1 })
 	_, metrics := get(t, "http://"+f.listen+"/metrics")
 	for _, want := range []string{`backstop_check_status{check="web",type="http"} 2`, `backstop_check_up{check="web",type="http"} 0`} {
 		if !strings.Contains(metrics, want) {
@@ -192,7 +192,7 @@ func TestOutageAlertsOnceAndRecovers(t *testing.T) {
 	}
 
 	a.healthy.Store(true)
-	waitFor(t, "a [RECOVERED] mail", 15*time.Second, func() bool { return count(f.mails(t), "[RECOVERED] web") == 1 })
+	waitFor(t, "a [RECOVERED] mail", 15*time.Second, func() bool { return count(f.mails(t), "[RECOVERED] test-host web") == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestIncidentSurvivesRestart(t *testing.T) {
 	f := newFixture(t, a)
 	a.healthy.Store(false)
 	stop := f.start(t)
-	waitFor(t, "a [DOWN] mail", 15*time.Second, func() bool { return count(f.mails(t), "[DOWN] web") == 1 })
+	waitFor(t, "a [DOWN] mail", 15*time.Second, func() bool { return count(f.mails(t), "[DOWN] test-host web") == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestIncidentSurvivesRestart(t *testing.T) {
 		t.Fatalf("%d [DOWN] mails after restart, want still 1: %v", n, f.mails(t))
 	}
 	a.healthy.Store(true)
-	waitFor(t, "a [RECOVERED] mail", 15*time.Second, func() bool { return count(f.mails(t), "[RECOVERED] web") == 1 })
+	waitFor(t, "a [RECOVERED] mail", 15*time.Second, func() bool { return count(f.mails(t), "[RECOVERED] test-host web") == 1 })
 	stop()
 }
 

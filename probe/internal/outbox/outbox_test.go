@@ -112,7 +112,7 @@ func TestDeliverRetriesUntilAccepted(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"[DOWN] web-health — HTTP 502", "[RECOVERED] web-health after 10m"}
+	want := []string{"[DOWN] psyfit-prod web-health — HTTP 502", "[RECOVERED] psyfit-prod web-health after 15m"}
 	if got := subjects(srv.Accepted()); !reflect.DeepEqual(got, want) {
 		t.Errorf("accepted %q, want exactly %q", got, want)
 	}
@@ -159,7 +159,7 @@ func TestRestartDeliversQueuedWithoutDuplicates(t *testing.T) {
 	if err != nil || rep.Sent != 3 || rep.Pending != 0 {
 		t.Fatalf("after restart %+v, %v; want 3 sent, none pending", rep, err)
 	}
-	want := []string{"[DOWN] web-health — HTTP 502", "[RECOVERED] web-health after 10m", "[DOWN] db — HTTP 502", "[RECOVERED] db after 10m"}
+	want := []string{"[DOWN] psyfit-prod web-health — HTTP 502", "[RECOVERED] psyfit-prod web-health after 15m", "[DOWN] psyfit-prod db — HTTP 502", "[RECOVERED] psyfit-prod db after 15m"}
 	if got := subjects(srv.Accepted()); !reflect.DeepEqual(got, want) {
 		t.Errorf("accepted %q, want each once, in order: %q", got, want)
 	}

@@ -49,11 +49,11 @@ func TestDirSenderWritesMailFiles(t *testing.T) {
 	for _, s := range []string{
 		"From: noreply@psytech.jp\r\n",
 		"To: ops@example.jp, cto@example.jp\r\n",
-		"Subject: [RECOVERED] web-health after 10m\r\n",
+		"Subject: [RECOVERED] psyfit-prod web-health after 15m\r\n",
 		"Date: Sat, 01 Mar 2025 09:15:00 +0900\r\n",
 		"X-Backstop-Dedup-Key: " + evs[1].DedupKey + "\r\n",
-		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n【復旧】web-health（psyfit-prod）が復旧しました\r\n",
-		"停止時間:       10分\r\n",
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n【復旧】web-health（psyfit-prod）は正常に戻りました\r\n",
+		"停止時間:       15分\r\n",
 	} {
 		if !strings.Contains(string(eml), s) {
 			t.Errorf(".eml lacks %q:\n%s", s, eml)

@@ -10,6 +10,7 @@ import (
 
 	"backstop/probe/internal/snapshot"
 	"backstop/shared/alert"
+	"backstop/shared/clip"
 	"backstop/shared/manifest"
 )
 
@@ -40,7 +41,7 @@ func (r *Restorer) Canary(ctx context.Context, timeout, interval time.Duration, 
 		return res, nil
 	}
 	res.Detail = err.Error()
-	r.logLine("ROLLBACK id=canary step=ready status=failed reason=readyz_fail detail=%q", oneLine(err.Error()))
+	r.logLine("ROLLBACK id=canary step=ready status=failed reason=readyz_fail detail=%q", clip.Line(err.Error(), 300))
 	if !rollback {
 		r.raise(alert.Event{Check: "canary", State: alert.Down, Summary: "deploy not ready; automatic rollback is disabled (ROLLBACK_CANARY_ENABLED=false)",
 			Detail: err.Error(), IncidentID: NewTxn(time.Now()), DedupKey: fmt.Sprintf("restore:%s:canary:%d:failed", r.Snap.Host, time.Now().Unix())})
@@ -134,7 +135,7 @@ func (r *Restorer) Drill(ctx context.Context, id string) (DrillResult, error) {
 	state, summary := alert.Info, fmt.Sprintf("restore drill of %s passed in %s", id, time.Since(start).Round(time.Second))
 	if err != nil {
 		res.Detail = err.Error()
-		state, summary = alert.Warn, fmt.Sprintf("restore drill of %s FAILED: %s", id, oneLine(err.Error()))
+		state, summary = alert.Warn, fmt.Sprintf("restore drill of %s FAILED: %s", id, clip.Line(err.Error(), 300))
 	}
 	r.logLine("DRILL snapshot=%s status=%s duration_ms=%d", id, map[bool]string{true: "ok", false: "failed"}[res.OK], res.DurationMS)
 	r.raise(alert.Event{Check: "drill", State: state, Summary: summary, Detail: res.Detail, IncidentID: id,

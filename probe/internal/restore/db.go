@@ -14,12 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
 	"backstop/probe/internal/pgmeta"
 	"backstop/probe/internal/snapshot"
+	"backstop/shared/clip"
 	"backstop/shared/manifest"
 )
 
@@ -123,7 +123,7 @@ func livePart(live string) string {
 	if len(live) <= room {
 		return live
 	}
-	return truncUTF8(live, room-9) + "_" + shortHash(live)
+	return clip.Prefix(live, room-9) + "_" + shortHash(live)
 }
 
 func txnPart(live, txn string) string {
@@ -144,17 +144,6 @@ func txnPart(live, txn string) string {
 func shortHash(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:4])
-}
-
-// truncUTF8 cuts s to at most n bytes without splitting a character.
-func truncUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 func (d *DB) liveName() string {

@@ -15,6 +15,7 @@ import (
 
 	"backstop/probe/internal/pgmeta"
 	"backstop/probe/internal/snapshot"
+	"backstop/shared/clip"
 )
 
 // pgRestore fills db (created empty) from dump, a zstd-compressed
@@ -91,7 +92,7 @@ func (d *DB) pgRestore(ctx context.Context, s *server, path, db string, dump io.
 		if errors.As(waitErr, &ee) {
 			status = ee.ProcessState.String()
 		}
-		msg := clip(pgmeta.Scrub(stderr.line(), secret), 600)
+		msg := clip.End(pgmeta.Scrub(stderr.line(), secret), 600)
 		if msg == "" {
 			msg = "(no error output)"
 		}
@@ -132,13 +133,6 @@ func (d *DB) decompress(ctx context.Context, src *errReader) (string, error) {
 // conninfoQuote quotes a value for a libpq key=value connection string.
 func conninfoQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return truncUTF8(s, n) + "…"
 }
 
 // errReader remembers the first error (but EOF) of r, so a failed read of

@@ -20,6 +20,7 @@ import (
 	"backstop/probe/internal/snapshot"
 	"backstop/shared/alert"
 	"backstop/shared/atomicfile"
+	"backstop/shared/clip"
 	"backstop/shared/manifest"
 )
 
@@ -169,7 +170,7 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (res Result, err er
 
 	fail := func(step string, t0 time.Time, cause error) error {
 		res.Steps = append(res.Steps, Step{Step: step, Status: "failed", DurationMS: time.Since(t0).Milliseconds(), Detail: cause.Error()})
-		r.logLine("ROLLBACK id=%s step=%s status=failed duration_ms=%d snapshot=%s reason=%q", res.Txn, step, time.Since(t0).Milliseconds(), id, oneLine(cause.Error()))
+		r.logLine("ROLLBACK id=%s step=%s status=failed duration_ms=%d snapshot=%s reason=%q", res.Txn, step, time.Since(t0).Milliseconds(), id, clip.Line(cause.Error(), 300))
 		rerr := r.revert(context.WithoutCancel(ctx), rec, &res)
 		res.Reverted = rerr == nil
 		rec.State = "reverted"
@@ -584,14 +585,6 @@ func stepsText(steps []Step) string {
 		fmt.Fprintf(&b, "%-6s %-8s %6d ms  %s\n", s.Step, s.Status, s.DurationMS, s.Detail)
 	}
 	return b.String()
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:297] + "..."
-	}
-	return s
 }
 
 func errString(err error) string {

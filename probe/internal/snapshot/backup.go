@@ -15,12 +15,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 
 	"backstop/shared/alert"
 	"backstop/shared/atomicfile"
+	"backstop/shared/clip"
 	"backstop/shared/manifest"
 	"backstop/shared/store"
 )
@@ -135,8 +135,8 @@ func (e *Engine) BackupLocked(ctx context.Context, o Options) (res Result, err e
 	e.logLine("BACKUP id=%s status=start trigger=%s", id, o.Trigger)
 	defer func() {
 		if err != nil {
-			e.logLine("BACKUP id=%s status=failed duration_ms=%d reason=%q", id, time.Since(start).Milliseconds(), clipMiddle(err.Error(), 300))
-			e.raise(alert.Event{Check: "backup", State: alert.Warn, Summary: "backup failed: " + clipMiddle(err.Error(), 200),
+			e.logLine("BACKUP id=%s status=failed duration_ms=%d reason=%q", id, time.Since(start).Milliseconds(), clip.Middle(oneSpaced(err.Error()), 300))
+			e.raise(alert.Event{Check: "backup", State: alert.Warn, Summary: "backup failed: " + clip.Middle(oneSpaced(err.Error()), 200),
 				Detail: err.Error(), IncidentID: id, DedupKey: fmt.Sprintf("probe:%s:backup:%s:failed", e.Host, id)})
 		}
 	}()
@@ -606,24 +606,9 @@ func (e *Engine) logLine(format string, args ...any) {
 	f.WriteString(line)
 }
 
-// clipMiddle is oneLine that cuts from the middle: a wrapped error keeps
-// its operation (the start) and its cause (the end, e.g. "no space left on
-// device"), which long paths in between would otherwise push out.
-func clipMiddle(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= max {
-		return s
-	}
-	head := max / 3
-	for head > 0 && !utf8.RuneStart(s[head]) {
-		head--
-	}
-	tail := len(s) - (max - head)
-	for tail < len(s) && !utf8.RuneStart(s[tail]) {
-		tail++
-	}
-	return s[:head] + "…" + s[tail:]
-}
+// oneSpaced collapses every run of white space (newlines included) to one
+// space.
+func oneSpaced(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // HumanSize formats bytes for people: "512 B", "1.5 MiB".
 func HumanSize(n int64) string {

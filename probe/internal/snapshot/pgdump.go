@@ -25,6 +25,7 @@ import (
 
 	"backstop/probe/internal/containers"
 	"backstop/probe/internal/pgmeta"
+	"backstop/shared/clip"
 )
 
 // Dumper streams `pg_dump -Fc -Z0` of one database to w.
@@ -120,11 +121,11 @@ var pgDumpVersionRE = regexp.MustCompile(`\(PostgreSQL\)\s+((\d+)[0-9A-Za-z.]*)`
 func ParsePgDumpVersion(out string) (major int, full string, err error) {
 	m := pgDumpVersionRE.FindStringSubmatch(out)
 	if m == nil {
-		return 0, "", fmt.Errorf("not a pg_dump version: %q", oneLine(out, 200))
+		return 0, "", fmt.Errorf("not a pg_dump version: %q", clip.Line(out, 200))
 	}
 	major, err = strconv.Atoi(m[2])
 	if err != nil {
-		return 0, "", fmt.Errorf("not a pg_dump version: %q", oneLine(out, 200))
+		return 0, "", fmt.Errorf("not a pg_dump version: %q", clip.Line(out, 200))
 	}
 	return major, m[1], nil
 }
@@ -621,12 +622,4 @@ func (t *tailBuffer) line() string {
 		}
 	}
 	return strings.Join(lines, "; ")
-}
-
-func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
 }

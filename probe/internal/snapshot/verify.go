@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"backstop/shared/clip"
 	"backstop/shared/manifest"
 )
 
@@ -215,7 +216,7 @@ func dumpTOC(ctx context.Context, pgRestore, path string) (map[string]bool, erro
 	cmd.Stdin = dec
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("pg_restore --list: %v: %s", err, oneLine(stderr.String(), 300))
+		return nil, fmt.Errorf("pg_restore --list: %v: %s", err, clip.Line(stderr.String(), 300))
 	}
 	tables := map[string]bool{}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
