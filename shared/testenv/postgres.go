@@ -14,11 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"backstop/shared/filelock"
 )
 
 // DefaultPGBinDir is where Debian's postgresql-15 package puts the server
@@ -294,15 +295,11 @@ func pgTemplate(o pgOptions, version, asUser string) (string, error) {
 		return dir, nil
 	}
 
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := filelock.Lock(dir + ".lock")
 	if err != nil {
 		return "", err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer lock.Unlock()
 	if isCluster(dir) { // another process made it while we waited
 		return dir, nil
 	}

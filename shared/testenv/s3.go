@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"backstop/shared/filelock"
 )
 
 // VersityGWVersion is the versitygw release S3 runs; its binary is built
@@ -210,15 +212,11 @@ func versitygwBinary() (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("versitygw cache: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
-		return "", fmt.Errorf("versitygw cache lock: %w", err)
+		return "", fmt.Errorf("versitygw cache: %w", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("versitygw cache lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer lock.Unlock()
 	if isExecutable(bin) { // built by another process while we waited
 		return bin, nil
 	}

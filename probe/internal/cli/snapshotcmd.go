@@ -231,6 +231,9 @@ func (a *app) verify(ctx context.Context, args []string) int {
 				verdict = "FAILED"
 			}
 			fmt.Fprintf(a.io.Stdout, "%s  %s\n", r.ID, verdict)
+			if r.NotRecorded != "" {
+				fmt.Fprintf(a.io.Stdout, "  (verified, but not recorded: %s)\n", r.NotRecorded)
+			}
 			for _, f := range r.Files {
 				switch {
 				case !f.OK:

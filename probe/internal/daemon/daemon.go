@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -27,6 +26,7 @@ import (
 	"backstop/shared/alert"
 	"backstop/shared/atomicfile"
 	"backstop/shared/command"
+	"backstop/shared/filelock"
 	"backstop/shared/mail"
 	"backstop/shared/manifest"
 	"backstop/shared/store"
@@ -570,18 +570,15 @@ func QueueAndDeliver(ctx context.Context, cfg *config.Config, events []alert.Eve
 // (outbox and alert state assume a single writer). The kernel drops the
 // lock when the process dies, so a stale lock cannot block a restart.
 func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	l, err := filelock.TryLock(path)
+	if errors.Is(err, filelock.ErrHeld) {
+		return nil, fmt.Errorf("another probe run holds %s (one daemon per state_dir)", path)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
+		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another probe run holds %s (one daemon per state_dir)", path)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+	if err := l.WriteHolder(fmt.Appendf(nil, "%d\n", os.Getpid())); err != nil {
+		slog.Warn("daemon lock held, but its holder note was not written; continuing", "err", err)
 	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return func() { f.Close() }, nil
+	return l.Unlock, nil
 }

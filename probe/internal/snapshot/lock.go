@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"time"
+
+	"backstop/shared/filelock"
 )
 
 // LockFile is the name of the lock file in the backup directory.
@@ -69,52 +70,24 @@ func Lock(dir, op string) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	l, err := filelock.TryLock(path)
+	if errors.Is(err, filelock.ErrHeld) {
+		le := &LockedError{Dir: dir}
+		var info lockInfo
+		if data, rerr := os.ReadFile(path); rerr == nil && json.Unmarshal(data, &info) == nil {
+			le.PID, le.Op, le.Started = info.PID, info.Op, info.Started
+		}
+		return nil, le
+	}
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		defer f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			le := &LockedError{Dir: dir}
-			var info lockInfo
-			if data, rerr := os.ReadFile(path); rerr == nil && json.Unmarshal(data, &info) == nil {
-				le.PID, le.Op, le.Started = info.PID, info.Op, info.Started
-			}
-			return nil, le
-		}
-		return nil, fmt.Errorf("lock %s: flock: %w", path, err)
-	}
+	// The holder note is only for the message above: once the flock is
+	// held, failing to write it (a full backup disk) must not stop the
+	// restore or revert that the full disk makes urgent.
 	data, _ := json.Marshal(lockInfo{PID: os.Getpid(), Op: op, Started: time.Now()})
-	if err := writeHolder(f, append(data, '\n')); err != nil {
-		flock(f, syscall.LOCK_UN)
-		f.Close()
-		return nil, fmt.Errorf("lock %s: write holder: %w", path, err)
+	if err := l.WriteHolder(append(data, '\n')); err != nil {
+		slog.Warn("lock held, but its holder note was not written; continuing", "op", op, "err", err)
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.Truncate(0) // the next reader sees no stale holder
-			flock(f, syscall.LOCK_UN)
-			f.Close()
-		})
-	}, nil
-}
-
-func writeHolder(f *os.File, data []byte) error {
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	_, err := f.WriteAt(data, 0)
-	return err
-}
-
-// flock retries on EINTR.
-func flock(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
+	return l.Unlock, nil
 }

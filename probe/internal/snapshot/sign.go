@@ -86,11 +86,23 @@ func (e *Engine) writeManifest(dir string, m manifest.Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(dir+"/"+manifest.ManifestFile, data, 0o600); err != nil {
+	path := dir + "/" + manifest.ManifestFile
+	prev, prevErr := os.ReadFile(path)
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return err
 	}
-	if sig != nil {
-		return atomicfile.Write(dir+"/"+manifest.SigFile, sig, 0o600)
+	if sig == nil {
+		return nil
+	}
+	if err := atomicfile.Write(dir+"/"+manifest.SigFile, sig, 0o600); err != nil {
+		// Put the manifest the old signature covers back, so a failed
+		// write (a full disk) never leaves a pair that fails verify.
+		if prevErr == nil {
+			if rerr := atomicfile.Write(path, prev, 0o600); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+		}
+		return err
 	}
 	return nil
 }

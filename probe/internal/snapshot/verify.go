@@ -33,6 +33,10 @@ type VerifyResult struct {
 	ID    string      `json:"id"`
 	OK    bool        `json:"ok"`
 	Files []FileCheck `json:"files"`
+	// NotRecorded is set when the snapshot passed but its verified mark
+	// could not be saved (a full backup disk): the verdict stands, the
+	// manifest and catalog are left as they were.
+	NotRecorded string `json:"not_recorded,omitempty"`
 }
 
 // Verify checks snapshot id: each file's size and SHA-256 against the
@@ -123,15 +127,30 @@ func (e *Engine) verifyOne(ctx context.Context, cat *manifest.Catalog, id string
 	if !res.OK {
 		return res, fmt.Errorf("%w: %s: %s", ErrCorrupt, id, strings.Join(bad, "; "))
 	}
+	before := m
 	m.Status = manifest.StatusVerified
 	m.VerifiedAt = e.now().UTC()
 	if err := e.writeManifest(dir, m); err != nil {
-		return res, err
+		// The check itself passed; a disk too full to record it must not
+		// turn a good snapshot into a failed verify (writeManifest is
+		// atomic: the old manifest is intact).
+		res.NotRecorded = err.Error()
+		e.log().Warn("snapshot verified, but its mark was not saved", "id", id, "err", err)
+		return res, nil
 	}
 	if err := cat.Upsert(m); err != nil {
 		return res, err
 	}
-	return res, cat.Save(e.catalogPath())
+	if err := cat.Save(e.catalogPath()); err != nil {
+		// Keep manifest and catalog agreeing, or the next verify would
+		// call the edited-looking manifest corrupt.
+		if rerr := e.writeManifest(dir, before); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+		res.NotRecorded = err.Error()
+		e.log().Warn("snapshot verified, but its mark was not saved", "id", id, "err", err)
+	}
+	return res, nil
 }
 
 func readManifestFile(dir string) (manifest.Manifest, error) {
