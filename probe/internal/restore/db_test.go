@@ -603,7 +603,7 @@ func TestRestorePostgresStopped(t *testing.T) {
 		t.Fatal("Restore succeeded with the server stopped")
 	}
 	t.Logf("Restore: %v", err)
-	for _, want := range []string{"pg_restore into shop_restore_t1: exit status 1: pg_restore: error: ", "the scratch database could not be dropped", "`probe revert t1` drops it"} {
+	for _, want := range []string{"pg_restore into shop_restore_t1: exit status 1: ", "pg_restore: error: ", "the scratch database could not be dropped", "`probe revert t1` drops it"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
